@@ -1,0 +1,40 @@
+# Two commands: `make demo` (serve the Gradio app) and `make test` (the whole suite).
+# The Python environment is shared between clones, keyed by the requirement files:
+# scripts/env.sh builds it once under ~/.cache/xfv and prints its path.
+SHELL := /bin/bash
+VENV := $(shell bash scripts/env.sh)
+ifeq ($(VENV),)
+$(error could not build the Python environment; see the messages above)
+endif
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export GRADIO_ANALYTICS_ENABLED = False
+
+.PHONY: demo test lint format env bench calibrate clean
+
+env:
+	@echo $(VENV)
+
+demo:
+	$(PY) app.py
+
+test:
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest
+
+lint:
+	$(PY) -m ruff check .
+
+format:
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench:
+	$(PY) benchmarks/bench_embed.py
+
+calibrate:
+	$(PY) -m core calibrate ../shared/data/faces/deepface/identities.csv --images ../shared/data/faces/deepface
+
+clean:
+	rm -rf .pytest_cache .ruff_cache **/__pycache__

@@ -1,0 +1,1 @@
+"""User interfaces over ``core``: layout and wiring only, no maths."""

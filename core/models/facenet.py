@@ -1,0 +1,42 @@
+"""FaceNet (Schroff et al., 2015) as trained on VGGFace2: facenet-pytorch's
+InceptionResnetV1, 512-d embeddings of 160x160 crops normalised as (x - 127.5) / 128.
+
+Its weights are downloaded by facenet-pytorch from GitHub into torch's hub cache; here the
+file is looked up first so that, offline, the user gets a clear error at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelUnavailableError
+from .base import TorchEmbedder, sha256_file
+from .weights import require_file
+
+WEIGHTS_FILE = "20180402-114759-vggface2.pt"
+WEIGHTS_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/" + WEIGHTS_FILE
+
+
+def weights_path() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
+
+
+def facenet_embedder(module: torch.nn.Module, device: str | torch.device | None = "auto", weights_sha256: str | None = None) -> TorchEmbedder:
+    """Wrap an InceptionResnetV1 (pretrained or random) as a ``FaceEmbedder``."""
+    return TorchEmbedder(
+        "facenet_vggface2", module, 160, 512,
+        mean=(127.5, 127.5, 127.5), std=(128.0, 128.0, 128.0),
+        device=device, weights_sha256=weights_sha256, feature_layer="block8",
+    )  # fmt: skip
+
+
+def load_facenet(device: str | torch.device | None = "auto") -> TorchEmbedder:
+    path = require_file(weights_path(), WEIGHTS_URL, "facenet_vggface2")
+    try:
+        from facenet_pytorch import InceptionResnetV1
+    except ImportError as e:
+        raise ModelUnavailableError("facenet_vggface2 needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0") from e
+    module = InceptionResnetV1(pretrained="vggface2", classify=False)
+    return facenet_embedder(module, device, sha256_file(path))

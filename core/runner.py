@@ -1,0 +1,242 @@
+"""The pipeline: image -> face -> aligned crop -> embedding -> decision and C-Score ->
+explanations. ``Runner`` keeps the detector, the model and its calibration (each loaded
+once, lazily) and is what the CLI and the UI call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import LabelledPair, resolve
+from .errors import CalibrationError, MethodRequirementError, XFVError
+from .faces.align import align_face
+from .faces.detect import FaceDetector
+from .io import ImageInput, load_image
+from .registry import DEFAULT_MODEL, explainer_spec, get_embedder
+from .types import AlignedFace, Explanation, FaceEmbedder, FacePair, PairResult
+from .verify.calibration import Calibration, load_calibration
+
+log = logging.getLogger(__name__)
+
+_DETECTORS: dict[str, FaceDetector] = {}
+
+
+def default_detector(device: str | torch.device | None = "auto") -> FaceDetector:
+    """One MTCNN per device for the whole process."""
+    key = str(device)
+    if key not in _DETECTORS:
+        _DETECTORS[key] = FaceDetector(device=device)
+    return _DETECTORS[key]
+
+
+def model_capabilities(embedder: FaceEmbedder) -> frozenset[str]:
+    """What a model offers to explainers: always black-box access; gradients when it is
+    differentiable; 'vit' for transformer towers."""
+    caps = {"blackbox"}
+    if getattr(embedder, "differentiable", False):
+        caps.add("gradients")
+    module = getattr(embedder, "module", None)
+    if module is not None and any(type(m).__name__ in ("VisionTransformer", "Transformer") for m in module.modules()):
+        caps.add("vit")
+    return frozenset(caps)
+
+
+class Runner:
+    """Verification and explanation of face pairs with one model.
+
+    ``threshold`` (on cosine similarity) overrides the calibration's; without a
+    calibration file and without a threshold, ``verify`` raises ``CalibrationError``
+    saying how to build one. The C-Score needs a calibration.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        device: str | torch.device | None = "auto",
+        calibration: Calibration | str | Path | None = None,
+        threshold: float | None = None,
+        detector: FaceDetector | None = None,
+        embedder: FaceEmbedder | None = None,
+    ) -> None:
+        self.model_name = model if embedder is None else embedder.name
+        self.device = device
+        self._embedder = embedder
+        self._detector = detector
+        self._calibration = calibration if isinstance(calibration, Calibration) else None
+        self._calibration_path = calibration if isinstance(calibration, (str, Path)) else None
+        self.threshold_override = threshold
+
+    # -- lazily loaded parts -------------------------------------------------------------
+    @property
+    def embedder(self) -> FaceEmbedder:
+        if self._embedder is None:
+            self._embedder = get_embedder(self.model_name, self.device)
+        return self._embedder
+
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            self._detector = default_detector(self.device)
+        return self._detector
+
+    @property
+    def calibration(self) -> Calibration | None:
+        if self._calibration is None:
+            try:
+                self._calibration = load_calibration(self.model_name, self._calibration_path)
+            except CalibrationError:
+                if self.threshold_override is None:
+                    raise
+                return None
+        return self._calibration
+
+    def threshold(self) -> float:
+        """The decision threshold on cosine similarity."""
+        if self.threshold_override is not None:
+            return float(self.threshold_override)
+        return self.calibration.threshold_similarity  # type: ignore[union-attr]
+
+    # -- faces -----------------------------------------------------------------------------
+    def prepare(self, src: ImageInput | AlignedFace, name: str | None = None) -> AlignedFace:
+        """Load, detect and align one face at the model's input size."""
+        if isinstance(src, AlignedFace):
+            from .faces.align import realign
+
+            return realign(src, self.embedder.input_size)
+        if name is None:
+            name = str(src) if isinstance(src, (str, Path)) else "the image"
+        image = load_image(src)
+        detection = self.detector.detect_one(image, name)
+        return align_face(image, detection, self.embedder.input_size)
+
+    def prepare_pair(self, a: ImageInput | AlignedFace, b: ImageInput | AlignedFace) -> FacePair:
+        return FacePair(self.prepare(a, _name(a, "the first image")), self.prepare(b, _name(b, "the second image")))
+
+    @torch.no_grad()
+    def embed(self, faces: Sequence[AlignedFace], batch_size: int | None = None) -> np.ndarray:
+        """L2-normalised embeddings ``(N, D)`` of aligned faces, as float32 numpy."""
+        emb = self.embedder
+        crops = [f.image for f in faces]
+        if hasattr(emb, "embed_faces"):
+            out = emb.embed_faces(crops, batch_size)
+        else:
+            out = emb.embed(emb.preprocess(crops))
+        return out.detach().float().cpu().numpy()
+
+    # -- verification ----------------------------------------------------------------------
+    def verify(self, a: ImageInput | AlignedFace | FacePair, b: ImageInput | AlignedFace | None = None) -> PairResult:
+        """Decision, similarity, threshold and C-Score for a pair of images or faces."""
+        return self.explain(a, b, methods=())
+
+    def explain(
+        self,
+        a: ImageInput | AlignedFace | FacePair,
+        b: ImageInput | AlignedFace | None = None,
+        methods: Iterable[str] = (),
+        progress: Callable[[float, str], Any] | None = None,
+        **knobs: Any,
+    ) -> PairResult:
+        """Verify the pair, then run each explanation method; a failing method fills its
+        ``Explanation.error`` and the others still run."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        emb = self.embedder  # a missing model is reported before any image work
+        timings["load_model"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pair = a if isinstance(a, FacePair) else self.prepare_pair(a, b)  # type: ignore[arg-type]
+        timings["detect_align"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ea, eb = self.embed([pair.a, pair.b])
+        timings["embed"] = time.perf_counter() - t0
+        sim = float(np.clip(np.dot(ea, eb), -1.0, 1.0))
+        thr = self.threshold()
+        same = sim >= thr
+        cal = self.calibration if self.threshold_override is None else None
+        c_score = float(cal.cscore(1.0 - sim)) if cal is not None else None
+        notes = [f"{label}: {f.note}" for label, f in zip(("first image", "second image"), pair, strict=False) if f.note]
+        result = PairResult(
+            pair=pair, similarity=sim, threshold=thr, same=bool(same), c_score=c_score,
+            model=emb.name, weights_hash=emb.weights_hash(), notes=notes, timings=timings,
+            params={"device": str(emb.device), "input_size": emb.input_size,
+                    "calibration": None if cal is None else cal.source.get("data"),
+                    "methods": list(methods), **{k: v for k, v in knobs.items() if _jsonable(v)}},
+        )  # fmt: skip
+        methods = list(methods)
+        caps = model_capabilities(emb)
+        for i, m in enumerate(methods):
+            if progress is not None:
+                progress(i / max(1, len(methods)), f"running {m}")
+            result.explanations.append(self._run_method(m, pair, caps, knobs))
+        if progress is not None and methods:
+            progress(1.0, "done")
+        return result
+
+    def _run_method(self, name: str, pair: FacePair, caps: frozenset[str], knobs: dict[str, Any]) -> Explanation:
+        t0 = time.perf_counter()
+        try:
+            spec = explainer_spec(name)
+            missing = spec.requires - caps
+            if missing:
+                raise MethodRequirementError(f"{spec.label} needs {', '.join(sorted(missing))}, which model '{self.embedder.name}' does not offer")
+            explainer = spec.factory()
+            try:
+                exp = explainer.explain(pair, self.embedder, **knobs)
+            finally:
+                explainer.close()
+        except XFVError as e:
+            return Explanation(method=name, label=name, error=str(e), runtime_s=time.perf_counter() - t0)
+        except Exception as e:  # one method's bug must not hide the others
+            log.exception("explanation method %s failed", name)
+            return Explanation(method=name, label=name, error=f"{type(e).__name__}: {e}", runtime_s=time.perf_counter() - t0)
+        exp.runtime_s = time.perf_counter() - t0
+        return exp
+
+    # -- datasets --------------------------------------------------------------------------
+    def score_pairs(
+        self,
+        pairs: Sequence[LabelledPair],
+        images: str | Path | None,
+        csv_path: str | Path,
+        progress: bool = True,
+        batch_size: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[LabelledPair, str]]]:
+        """Cosine similarities and labels of every pair whose two images give a face;
+        the pairs that could not be scored come back with the reason. Each image is
+        detected and embedded once, however many pairs it is in."""
+        from tqdm import tqdm
+
+        files = sorted({p.file_x for p in pairs} | {p.file_y for p in pairs})
+        faces: dict[str, AlignedFace] = {}
+        errors: dict[str, str] = {}
+        for f in tqdm(files, desc="faces", unit="img", disable=not progress):
+            path = resolve(images, f, csv_path)
+            try:
+                faces[f] = self.prepare(path, str(path))
+            except XFVError as e:
+                errors[f] = str(e)
+                log.warning("%s", e)
+        names = list(faces)
+        emb = self.embed([faces[n] for n in names], batch_size) if names else np.zeros((0, 1))
+        index = {n: i for i, n in enumerate(names)}
+        sims, labels, failed = [], [], []
+        for p in pairs:
+            if p.file_x in index and p.file_y in index:
+                sims.append(float(emb[index[p.file_x]] @ emb[index[p.file_y]]))
+                labels.append(p.same)
+            else:
+                failed.append((p, errors.get(p.file_x) or errors.get(p.file_y) or "missing"))
+        return np.asarray(sims), np.asarray(labels, dtype=bool), failed
+
+
+def _name(src: Any, default: str) -> str:
+    return str(src) if isinstance(src, (str, Path)) else default
+
+
+def _jsonable(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool, type(None), list, tuple, dict))

@@ -1,0 +1,5 @@
+"""Sentences from results."""
+
+from .verdict import verdict_sentence
+
+__all__ = ["verdict_sentence"]

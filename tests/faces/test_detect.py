@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from core.errors import InvalidImageError, NoFaceError
+from core.faces.detect import choose_face
+from core.io import load_image
+from core.types import DetectedFace
+
+from ..conftest import DEEPFACE, MISC
+
+
+def _face(x1, y1, x2, y2, score):
+    return DetectedFace(np.array([x1, y1, x2, y2], np.float32), np.zeros((5, 2), np.float32), score)
+
+
+def test_choose_face_takes_the_largest_confident_one():
+    small_sure = _face(0, 0, 10, 10, 0.999)
+    big_unsure = _face(0, 0, 100, 100, 0.5)
+    mid_sure = _face(0, 0, 50, 50, 0.95)
+    assert choose_face([small_sure, big_unsure, mid_sure], 0.9) is mid_sure
+    assert choose_face([big_unsure], 0.9) is None
+
+
+@pytest.mark.needs_data
+def test_single_face_has_no_note(runner):
+    det = runner.detector.detect_one(load_image(MISC / "obama.jpg"))
+    assert det.n_faces == 1 and det.note is None
+    lm = det.face.landmarks
+    assert lm[0, 0] < lm[1, 0]  # the eye on the image's left comes first
+    assert lm[3, 1] > lm[2, 1] > lm[0, 1]  # mouth below nose below eyes
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize("name", ["two_people.jpg"])
+def test_several_faces_pick_the_largest_and_say_so(runner, name):
+    img = load_image(MISC / name)
+    det = runner.detector.detect_one(img)
+    assert det.n_faces >= 2
+    assert det.face.area == max(f.area for f in det.faces)
+    assert "faces were found" in det.note
+
+
+@pytest.mark.needs_data
+def test_group_photo_note(runner):
+    det = runner.detector.detect_one(load_image(DEEPFACE / "couple.jpg"))
+    assert det.n_faces == 2 and det.note
+
+
+def test_blank_image_has_no_face(runner):
+    with pytest.raises(NoFaceError, match="no face found"):
+        runner.detector.detect_one(np.full((200, 200, 3), 127, np.uint8))
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize("path", sorted(MISC.glob("*")), ids=lambda p: p.name)
+def test_every_misc_file_gives_a_face_or_a_typed_error(runner, path):
+    try:
+        face = runner.prepare(path)
+    except (NoFaceError, InvalidImageError) as e:
+        assert str(e)
+        return
+    assert face.image.shape == (runner.embedder.input_size,) * 2 + (3,)
+
+
+def test_tiny_image_is_upscaled_not_refused(runner):
+    # a 40x40 thumbnail of a real face still gives a face
+    from core.io import load_image as li
+
+    img = li(MISC / "obama.jpg")
+    det = runner.detector.detect_one(img)
+    x1, y1, x2, y2 = (int(v) for v in det.face.box)
+    pad = (x2 - x1) // 3
+    crop = img[max(0, y1 - pad) : y2 + pad, max(0, x1 - pad) : x2 + pad]
+    import cv2
+
+    thumb = cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA)
+    small = runner.detector.detect_one(thumb)
+    assert small.face.box[2] <= 48 + 1  # coordinates are in the thumbnail's frame

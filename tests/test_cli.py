@@ -1,0 +1,103 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from core.__main__ import main
+
+from .conftest import DEEPFACE, MISC, ROOT
+
+
+def _json(capsys, argv):
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.needs_data
+def test_verify_same_person_with_high_cscore(capsys):
+    out = _json(capsys, ["verify", str(MISC / "obama.jpg"), str(MISC / "obama2.jpg"), "--json", "--device", "cpu"])
+    assert {"same", "similarity", "threshold", "c_score", "model"} <= set(out)
+    assert out["same"] is True and out["c_score"] >= 0.9 and out["model"] == "sface"
+    assert out["similarity"] >= out["threshold"]
+
+
+@pytest.mark.needs_data
+def test_verify_different_people(capsys):
+    out = _json(capsys, ["verify", str(MISC / "obama.jpg"), str(MISC / "biden.jpg"), "--json", "--device", "cpu"])
+    assert out["same"] is False and out["similarity"] < out["threshold"]
+    assert 0.5 <= out["c_score"] <= 1.0
+
+
+@pytest.mark.needs_data
+def test_verify_notes_several_faces(capsys):
+    out = _json(capsys, ["verify", str(MISC / "two_people.jpg"), str(MISC / "obama.jpg"), "--json", "--device", "cpu"])
+    assert "faces were found" in out["note"] and out["faces_found"][0] >= 2
+
+
+@pytest.mark.needs_data
+def test_verify_plain_text(capsys):
+    assert main(["verify", str(MISC / "obama.jpg"), str(MISC / "obama3.jpg"), "--device", "cpu"]) == 0
+    assert "same person" in capsys.readouterr().out.lower()
+
+
+def test_bad_input_exits_2_with_a_message(tmp_path, capsys):
+    txt = tmp_path / "notes.txt"
+    txt.write_text("not an image")
+    assert main(["verify", str(txt), str(txt), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "text, not an image" in err and "Traceback" not in err
+
+
+@pytest.mark.needs_data
+def test_no_face_exits_2(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    p = tmp_path / "wall.png"
+    Image.fromarray(np.full((120, 120, 3), 200, np.uint8)).save(p)
+    assert main(["verify", str(p), str(MISC / "obama.jpg"), "--device", "cpu"]) == 2
+    assert "no face found" in capsys.readouterr().err
+
+
+def test_offline_download_model_exits_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert main(["verify", "a.jpg", "b.jpg", "--model", "facenet_vggface2", "--threshold", "0.5"]) == 2
+    assert "Download it from" in capsys.readouterr().err
+
+
+def test_models_listing(capsys):
+    rows = _json(capsys, ["models", "--json"])
+    assert rows[0]["name"] == "sface" and rows[0]["offline"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.needs_data
+def test_eval_on_the_deepface_pairs_reaches_auc_099():
+    """The issue's acceptance figure, through the real command line."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "core", "eval", str(DEEPFACE / "pairs.csv"), "--images", str(DEEPFACE), "--json", "--device", "cpu"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["n_pairs"] == 300 and out["failed"] == 0
+    assert out["roc_auc"] >= 0.99
+    assert out["accuracy"] >= 0.95
+    assert "faces" in proc.stderr  # the progress bar
+
+
+@pytest.mark.slow
+@pytest.mark.needs_data
+def test_calibrate_from_identities_reproduces_the_shipped_file(tmp_path):
+    out = tmp_path / "sface.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "core", "calibrate", str(DEEPFACE / "identities.csv"), "--images", str(DEEPFACE),
+         "--out", str(out), "-q", "--device", "cpu"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    new = json.loads(out.read_text())
+    shipped = json.loads((ROOT / "assets" / "calibration" / "sface.json").read_text())
+    assert new["n_genuine"] == 140 and new["n_impostor"] == 1690
+    assert new["threshold_distance"] == pytest.approx(shipped["threshold_distance"], abs=1e-3)

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from core import Explanation, Runner
+from core.errors import CalibrationError
+from core.registry import _EXPLAINERS, ExplainerSpec, register_explainer
+
+from .conftest import MISC
+
+
+class _Boom:
+    name = "boom"
+    label = "Always fails"
+    requires = frozenset({"blackbox"})
+
+    def explain(self, pair, embedder, **knobs):
+        raise RuntimeError("kaboom")
+
+    def close(self):
+        pass
+
+
+class _Mean:
+    name = "mean_map"
+    label = "Mean intensity"
+    requires = frozenset({"blackbox"})
+
+    def explain(self, pair, embedder, **knobs):
+        maps = [f.image.mean(2).astype(np.float32) / 255 for f in pair]
+        return Explanation(self.name, self.label, maps=maps, scores={"n": 2.0})
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def fake_methods():
+    register_explainer(ExplainerSpec("boom", "Always fails", _Boom, frozenset({"blackbox"})))
+    register_explainer(ExplainerSpec("mean_map", "Mean", _Mean, frozenset({"blackbox"})))
+    register_explainer(ExplainerSpec("needs_vit", "ViT only", _Mean, frozenset({"vit"})))
+    yield
+    for k in ("boom", "mean_map", "needs_vit"):
+        _EXPLAINERS.pop(k, None)
+
+
+@pytest.mark.needs_data
+def test_a_failing_method_does_not_hide_the_others(runner, obama_pair, fake_methods):
+    res = runner.explain(obama_pair, methods=["boom", "mean_map", "needs_vit", "no_such_method"])
+    by = {e.method: e for e in res.explanations}
+    assert "kaboom" in by["boom"].error
+    assert by["mean_map"].ok and by["mean_map"].maps[0].shape == (112, 112)
+    assert "needs vit" in by["needs_vit"].error
+    assert "unknown explanation method" in by["no_such_method"].error
+    assert res.same and res.to_dict()["explanations"][1]["scores"] == {"n": 2.0}
+
+
+@pytest.mark.needs_data
+def test_verify_is_symmetric_and_reports_its_parameters(runner, obama_pair):
+    from core.types import FacePair
+
+    r1 = runner.verify(obama_pair)
+    r2 = runner.verify(FacePair(obama_pair.b, obama_pair.a))
+    assert r1.similarity == pytest.approx(r2.similarity, abs=1e-5)
+    d = r1.to_dict()
+    assert d["model"] == "sface" and len(d["weights_sha256"]) == 64 and d["params"]["input_size"] == 112
+
+
+def test_threshold_override_and_missing_calibration(tmp_path):
+    r = Runner(device="cpu", calibration=tmp_path / "none.json")
+    with pytest.raises(CalibrationError):
+        r.threshold()
+    r = Runner(device="cpu", calibration=tmp_path / "none.json", threshold=0.3)
+    assert r.threshold() == 0.3
+
+
+@pytest.mark.needs_data
+def test_progress_callback(runner, obama_pair, fake_methods):
+    seen = []
+    runner.explain(obama_pair, methods=["mean_map"], progress=lambda f, m: seen.append((f, m)))
+    assert seen[0][0] == 0.0 and seen[-1] == (1.0, "done")
+
+
+@pytest.mark.needs_data
+def test_prepare_from_bytes_and_arrays(runner):
+    from core.io import load_image
+
+    data = (MISC / "obama.jpg").read_bytes()
+    a = runner.prepare(data)
+    b = runner.prepare(load_image(MISC / "obama.jpg"))
+    np.testing.assert_array_equal(a.image, b.image)
