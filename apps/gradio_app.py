@@ -12,9 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from core import Runner, XFVError
-from core.text import verdict_sentence
-from core.text.verdict import confidence_words
+from core import Runner, XFVError, confidence_words, verdict_sentence
 
 log = logging.getLogger(__name__)
 

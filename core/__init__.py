@@ -28,6 +28,7 @@ from .registry import (
     register_model,
 )
 from .runner import Runner
+from .text import confidence_words, verdict_sentence
 from .types import AlignedFace, DetectedFace, Detection, Explainer, Explanation, FaceEmbedder, FacePair, PairResult
 from .verify import Calibration, CScore, load_calibration
 
@@ -54,6 +55,7 @@ __all__ = [
     "Runner",
     "UnknownNameError",
     "XFVError",
+    "confidence_words",
     "describe_models",
     "explainer_names",
     "get_embedder",
@@ -62,4 +64,5 @@ __all__ = [
     "model_names",
     "register_explainer",
     "register_model",
+    "verdict_sentence",
 ]

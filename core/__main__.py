@@ -33,15 +33,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     res = _runner(args).verify(args.image_a, args.image_b)
     if args.json:
-        out = {
-            "same": res.same,
-            "similarity": round(res.similarity, 6),
-            "threshold": round(res.threshold, 6),
-            "c_score": None if res.c_score is None else round(res.c_score, 6),
-            "model": res.model,
-            "weights_sha256": res.weights_hash,
-            "faces_found": [f.detection.n_faces if f.detection else None for f in res.pair],
-        }
+        out = {k: v for k, v in res.to_dict().items() if k != "explanations"}
         if res.notes:
             out["note"] = " ".join(res.notes)
         print(json.dumps(out, indent=2))

@@ -19,6 +19,19 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _local_then_remote(fetch, repo_id: str, filename: str | None, model: str) -> str:
+    """``fetch(**kw)`` from the local cache first; then, unless offline, from the Hub."""
+    try:
+        return fetch(local_files_only=True)
+    except Exception:
+        if offline():
+            raise ModelUnavailableError(_hub_message(repo_id, filename, model)) from None
+    try:
+        return fetch(etag_timeout=10)
+    except Exception as e:
+        raise ModelUnavailableError(_hub_message(repo_id, filename, model) + f" (download failed: {type(e).__name__})") from None
+
+
 def hf_file(repo_id: str, filename: str, model: str) -> str:
     """A file of a Hub repository: from the local cache, else downloaded unless offline.
 
@@ -28,15 +41,7 @@ def hf_file(repo_id: str, filename: str, model: str) -> str:
         from huggingface_hub import hf_hub_download
     except ImportError as e:  # pragma: no cover - a requirement
         raise ModelUnavailableError(f"{model} needs huggingface_hub: pip install huggingface-hub") from e
-    try:
-        return hf_hub_download(repo_id, filename, local_files_only=True)
-    except Exception:
-        if offline():
-            raise ModelUnavailableError(_hub_message(repo_id, filename, model)) from None
-    try:
-        return hf_hub_download(repo_id, filename, etag_timeout=10)
-    except Exception as e:
-        raise ModelUnavailableError(_hub_message(repo_id, filename, model) + f" (download failed: {type(e).__name__})") from None
+    return _local_then_remote(lambda **kw: hf_hub_download(repo_id, filename, **kw), repo_id, filename, model)
 
 
 def hf_snapshot(repo_id: str, model: str) -> str:
@@ -45,15 +50,7 @@ def hf_snapshot(repo_id: str, model: str) -> str:
         from huggingface_hub import snapshot_download
     except ImportError as e:  # pragma: no cover
         raise ModelUnavailableError(f"{model} needs huggingface_hub: pip install huggingface-hub") from e
-    try:
-        return snapshot_download(repo_id, local_files_only=True)
-    except Exception:
-        if offline():
-            raise ModelUnavailableError(_hub_message(repo_id, None, model)) from None
-    try:
-        return snapshot_download(repo_id, etag_timeout=10)
-    except Exception as e:
-        raise ModelUnavailableError(_hub_message(repo_id, None, model) + f" (download failed: {type(e).__name__})") from None
+    return _local_then_remote(lambda **kw: snapshot_download(repo_id, **kw), repo_id, None, model)
 
 
 def _hub_message(repo_id: str, filename: str | None, model: str) -> str:

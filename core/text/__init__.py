@@ -1,5 +1,5 @@
 """Sentences from results."""
 
-from .verdict import verdict_sentence
+from .verdict import confidence_words, verdict_sentence
 
-__all__ = ["verdict_sentence"]
+__all__ = ["confidence_words", "verdict_sentence"]
