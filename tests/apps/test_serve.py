@@ -1,0 +1,47 @@
+"""`make demo` runs `python app.py`: it must serve the page on the loopback address."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from ..conftest import ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_app_serves_the_page_on_loopback():
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("GRADIO_SERVER_NAME", None)
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        body = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    body = r.read().decode("utf-8", "replace")
+                    break
+            except OSError:
+                time.sleep(1)
+        assert body is not None, f"the app did not answer on port {port}; exit code {proc.poll()}"
+        assert "<html" in body.lower()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=5) as r:
+            config = r.read().decode()
+        assert "Explainable face verification" in config and "Compare" in config
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
