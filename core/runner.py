@@ -144,6 +144,7 @@ class Runner:
     ) -> PairResult:
         """Verify the pair, then run each explanation method; a failing method fills its
         ``Explanation.error`` and the others still run."""
+        methods = list(methods)  # may be a one-shot iterable
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         emb = self.embedder  # a missing model is reported before any image work
@@ -165,9 +166,8 @@ class Runner:
             model=emb.name, weights_hash=emb.weights_hash(), notes=notes, timings=timings,
             params={"device": str(emb.device), "input_size": emb.input_size,
                     "calibration": None if cal is None else cal.source.get("data"),
-                    "methods": list(methods), **{k: v for k, v in knobs.items() if _jsonable(v)}},
+                    "methods": methods, **{k: v for k, v in knobs.items() if _jsonable(v)}},
         )  # fmt: skip
-        methods = list(methods)
         caps = model_capabilities(emb)
         for i, m in enumerate(methods):
             if progress is not None:
