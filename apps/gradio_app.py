@@ -1,4 +1,5 @@
-"""The Gradio app: two face uploads -> decision, similarity, C-Score and the aligned crops.
+"""The Gradio app: two face uploads -> decision, similarity, C-Score, the aligned crops and
+the chosen explanation maps side by side with their region sentences.
 
 Layout and wiring only; every computation is a ``core`` call. ``compare_faces`` is the
 handler, testable without a browser; ``build_demo`` wires it into ``gr.Blocks``.
@@ -13,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from core import Runner, XFVError, confidence_words, verdict_sentence
+from core.registry import explainer_names, explainer_spec
+from core.render import render_map, side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +42,63 @@ def confidence_bar(c_score: float | None, same: bool) -> str:
     )
 
 
-def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarray | None) -> dict[str, Any]:
-    """Everything the page shows for one pair. Errors come back as a message, not a raise."""
+PRESETS = {"fast": "fast (one occlusion scale, coarse regions: for a CPU)", "full": "full (the papers' settings)"}
+
+
+def method_choices() -> list[tuple[str, str]]:
+    """(label, key) of every registered explanation method, for the method toggles."""
+    return [(explainer_spec(n).label, n) for n in explainer_names()]
+
+
+def cost_text(runner: Runner, methods: list[str] | None, preset: str) -> str:
+    """What the chosen methods cost before anything runs."""
+    if not methods:
+        return "No explanation method chosen: only the decision and the C-Score are computed."
+    try:
+        cost = runner.forward_passes(methods, preset=preset)
+    except XFVError as e:
+        return f"Cannot cost these methods: {e}"
+    return (f"These methods cost at most **{cost['total']:,}** forward passes of the model per pair "
+            f"(preset: {preset}; methods of one family share theirs; reruns come from the cache).")  # fmt: skip
+
+
+def explanation_panels(res) -> list[dict[str, Any]]:
+    """One panel per method: both faces' maps side by side, its runtime, its words or its error."""
+    panels = []
+    faces = [f.image for f in res.pair]
+    for e in res.explanations:
+        panel: dict[str, Any] = {"method": e.method, "label": e.label, "error": e.error, "text": list(e.text), "image": None}
+        if e.ok and e.maps:
+            pics = [render_map(f, m, e.signed) for f, m in zip(faces, e.maps, strict=True)]
+            panel["image"] = side_by_side(pics)
+            preset = e.extras.get("preset")
+            fp = int(e.scores.get("forward_passes", 0))
+            panel["caption"] = f"{e.label}: {e.runtime_s:.1f} s, {fp} forward passes" + (f", preset {preset}" if preset else "")
+        panels.append(panel)
+    return panels
+
+
+def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarray | None, methods: list[str] | None = None,
+                  preset: str = "fast", progress: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Everything the page shows for one pair. Errors come back as a message, not a raise;
+    a method that fails shows its error in its own panel while the others still show."""
     if image_a is None or image_b is None:
         return {"ok": False, "message": "Upload two photos, one on each side."}
     try:
-        res = runner.verify(image_a, image_b)
+        res = runner.explain(image_a, image_b, methods=methods or (), progress=progress, preset=preset)
     except XFVError as e:
         return {"ok": False, "message": f"Could not compare these photos: {e}"}
     verdict = verdict_sentence(res)
-    details = {k: v for k, v in res.to_dict().items() if k != "explanations"}
+    details = res.to_dict()
+    for e in details["explanations"]:
+        e["extras"].pop("regions", None)  # shown as sentences; the full tables are in the CLI's JSON
+    panels = explanation_panels(res)
+    words = []
+    for p in panels:
+        if p["error"]:
+            words.append(f"**{p['label']}**: failed: {p['error']}")
+        else:
+            words.append(f"**{p['caption']}**\n" + "".join(f"\n- {t}" for t in p["text"]))
     return {
         "ok": True,
         "message": ("**" + verdict + "**") + ("".join(f"\n\n_Note: {n}_" for n in res.notes)),
@@ -56,6 +106,9 @@ def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarra
         "details": details,
         "crop_a": res.pair.a.image,
         "crop_b": res.pair.b.image,
+        "panels": panels,
+        "gallery": [(p["image"], p["caption"]) for p in panels if p["image"] is not None],
+        "words": "\n\n".join(words),
     }
 
 
@@ -65,23 +118,33 @@ def build_demo(runner: Runner | None = None):
 
     runner = runner or Runner()
 
-    def on_compare(a, b):
-        out = compare_faces(runner, a, b)
+    def on_compare(a, b, methods, preset, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+        out = compare_faces(runner, a, b, methods, preset, progress=lambda f, msg: progress(f, desc=msg))
         if not out["ok"]:
-            return out["message"], "", {}, None, None
-        return out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"]
+            return out["message"], "", {}, None, None, [], ""
+        return out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"], out["gallery"], out["words"]
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         with gr.Row():
             img_a = gr.Image(label="Photo A (probe)", type="numpy", sources=["upload", "webcam", "clipboard"])
             img_b = gr.Image(label="Photo B (reference)", type="numpy", sources=["upload", "webcam", "clipboard"])
+        with gr.Row():
+            methods = gr.CheckboxGroup(method_choices(), value=["xmap3"], label="Explanation methods", elem_id="methods")
+            preset = gr.Radio([(v, k) for k, v in PRESETS.items()], value="fast", label="Preset", elem_id="preset")
+        cost = gr.Markdown(cost_text(runner, ["xmap3"], "fast"), elem_id="cost")
         compare = gr.Button("Compare", variant="primary")
         verdict = gr.Markdown(elem_id="verdict")
         bar = gr.HTML(elem_id="cscore")
         with gr.Row():
             crop_a = gr.Image(label="Aligned face A", interactive=False, elem_id="crop_a")
             crop_b = gr.Image(label="Aligned face B", interactive=False, elem_id="crop_b")
-        details = gr.JSON(label="Details (model, weights hash, threshold, timings)")
-        compare.click(on_compare, [img_a, img_b], [verdict, bar, details, crop_a, crop_b], concurrency_limit=1)
+        gallery = gr.Gallery(label="Explanations (face A left, face B right; green: similar, red: dissimilar)",
+                             columns=2, height="auto", elem_id="maps")  # fmt: skip
+        words = gr.Markdown(elem_id="words")
+        details = gr.JSON(label="Details (model, weights hash, threshold, parameters, timings, scores)")
+        for control in (methods, preset):
+            control.change(lambda m, p: cost_text(runner, m, p), [methods, preset], cost)
+        compare.click(on_compare, [img_a, img_b, methods, preset], [verdict, bar, details, crop_a, crop_b, gallery, words],
+                      concurrency_limit=1)  # fmt: skip
     return demo

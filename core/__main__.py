@@ -1,8 +1,11 @@
-"""Command line: ``python -m core {verify,calibrate,eval,models} ...``.
+"""Command line: ``python -m core {verify,explain,calibrate,eval,models,methods} ...``.
 
 Examples::
 
     python -m core verify a.jpg b.jpg --json
+    python -m core explain a.jpg b.jpg --methods xmap3,single_removal --out out/ --preset fast
+    python -m core explain a.jpg b.jpg --methods xmap1,xmap2,xmap3 --cost
+    python -m core map-stats ../shared/data/faces/deepface/pairs.csv --methods xmap1,xmap2,xmap3 --per-label 10
     python -m core calibrate ../shared/data/faces/deepface/identities.csv --images ../shared/data/faces/deepface
     python -m core eval ../shared/data/faces/deepface/pairs.csv --images ../shared/data/faces/deepface
     python -m core models
@@ -11,6 +14,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -100,6 +104,118 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _knobs(args: argparse.Namespace) -> dict:
+    knobs = {"preset": args.preset, "batch_size": args.batch_size, "seed": args.seed}
+    for k in ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "region_size", "grid_step", "steps", "hide"):
+        v = getattr(args, k, None)
+        if v is not None:
+            knobs[k] = v
+    for k in ("patch_fill", "hide"):
+        if isinstance(knobs.get(k), str):
+            with contextlib.suppress(ValueError):
+                knobs[k] = float(knobs[k])
+    return {k: v for k, v in knobs.items() if v is not None}
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .render import render_map, save_png, side_by_side
+    from .text.verdict import verdict_sentence
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    runner = _runner(args)
+    knobs = _knobs(args)
+    cost = runner.forward_passes(methods, **knobs)
+    if args.cost:
+        for m in methods:
+            print(f"{m:<20} {cost[m]:>8} forward passes" + ("  (shared with an earlier method)" if cost[m] == 0 else ""))
+        print(f"{'total':<20} {cost['total']:>8} forward passes per pair (at most; cached results cost nothing)")
+        return 0
+    logging.info("%d forward passes at most", cost["total"])
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=1000, desc="explaining", bar_format="{l_bar}{bar}| {elapsed}<{remaining}", file=sys.stderr)
+
+    def progress(frac: float, message: str) -> None:
+        if bar is not None:
+            bar.n = int(frac * 1000)
+            bar.set_description(message[:40], refresh=False)
+            bar.refresh()
+
+    try:
+        res = runner.explain(args.image_a, args.image_b, methods=methods, progress=progress, **knobs)
+    finally:
+        if bar is not None:
+            bar.close()
+    out_dir = Path(args.out) if args.out else None
+    data = res.to_dict()
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        faces = [f.image for f in res.pair]
+        save_png(out_dir / "face_a.png", faces[0])
+        save_png(out_dir / "face_b.png", faces[1])
+        for exp, entry in zip(res.explanations, data["explanations"], strict=True):
+            if not exp.ok or not exp.maps:
+                continue
+            pics = [render_map(f, m, exp.signed) for f, m in zip(faces, exp.maps, strict=True)]
+            files = {"a": save_png(out_dir / f"{exp.method}_a.png", pics[0]).name,
+                     "b": save_png(out_dir / f"{exp.method}_b.png", pics[1]).name,
+                     "pair": save_png(out_dir / f"{exp.method}_pair.png", side_by_side([faces[0], pics[0], pics[1], faces[1]])).name,
+                     "maps": f"{exp.method}_maps.npz"}  # fmt: skip
+            np.savez_compressed(out_dir / files["maps"], a=exp.maps[0], b=exp.maps[1])
+            entry["files"] = files
+        (out_dir / "result.json").write_text(json.dumps(data, indent=2))
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0 if all(e.ok for e in res.explanations) else 1
+    print(verdict_sentence(res))
+    for n in res.notes:
+        print(f"note: {n}")
+    for exp in res.explanations:
+        if not exp.ok:
+            print(f"\n{exp.label}: failed: {exp.error}")
+            continue
+        fp = int(exp.scores.get("forward_passes", 0))
+        print(f"\n{exp.label} ({exp.runtime_s:.1f} s, {fp} forward passes{', cached' if fp == 0 else ''})")
+        for line in exp.text:
+            print(f"  {line}")
+    if out_dir is not None:
+        print(f"\nwrote {out_dir}/result.json and the pictures")
+    return 0 if all(e.ok for e in res.explanations) else 1
+
+
+def cmd_map_stats(args: argparse.Namespace) -> int:
+    from .evaluate.maps import map_means, pick_pairs
+
+    pairs, _ = read_labelled_pairs(args.csv)
+    pairs = pick_pairs(pairs, args.per_label)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    res = map_means(_runner(args), pairs, args.images, args.csv, methods, progress=not args.quiet, **_knobs(args))
+    rows = res.summary()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'method':<20} {'genuine':>9} {'impostor':>9}   pairs   genuine > impostor")
+    for r in rows:
+        sep = "yes" if r["separated"] else "NO"
+        print(f"{r['method']:<20} {r['genuine_mean']:>+9.4f} {r['impostor_mean']:>+9.4f}   {r['n_genuine']}+{r['n_impostor']}   {sep}")
+    if res.failed:
+        print(f"{len(res.failed)} pairs had no face and were left out")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .registry import explainer_names, explainer_spec
+
+    for name in explainer_names():
+        spec = explainer_spec(name)
+        print(f"{name:<20} {spec.label:<30} needs {', '.join(sorted(spec.requires)) or '-'}: {spec.description}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     rows = describe_models()
     if args.json:
@@ -128,6 +244,54 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--calibration", help="calibration JSON (default: assets/calibration/MODEL.json)")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.set_defaults(func=cmd_verify)
+
+    x = sub.add_parser("explain", help="explanation maps, scores and region tables for two face photos")
+    x.add_argument("image_a")
+    x.add_argument("image_b")
+    model_args(x)
+    x.add_argument("--methods", default="xmap3", help="comma-separated methods, see `python -m core methods` (default: %(default)s)")
+    x.add_argument("--out", help="folder for the blended pictures, the maps (.npz) and result.json")
+    x.add_argument(
+        "--preset",
+        choices=("fast", "full"),
+        default="full",
+        help="full: the papers' settings; fast: one occlusion scale and a coarser region grid (default: %(default)s)",
+    )
+    x.add_argument("--batch-size", type=int, help="images per forward pass (a cost knob; results do not change)")
+    x.add_argument("--seed", type=int, default=0, help="seed of the noise fill")
+    x.add_argument("--patch-sizes", type=lambda v: tuple(int(i) for i in v.split(",")), help="X-Map patch sizes at 112 px, e.g. 7,14,28")
+    x.add_argument("--stride", type=int, help="X-Map stride at 112 px")
+    x.add_argument("--patch-fill", help="X-Map patch colour: black, grey, white, noise, mean or a grey level")
+    x.add_argument("--patch-shape", choices=("rect", "round"))
+    x.add_argument("--edge-blur", type=float, help="X-Map patch edge blur (sigma in px at 112)")
+    x.add_argument("--region-size", type=int, help="removal/aggregation region width n_h at 256 px (sigma = n_h / 8.5)")
+    x.add_argument("--grid-step", type=int, help="removal/aggregation region spacing at 256 px")
+    x.add_argument("--steps", type=int, help="greedy removal/aggregation steps")
+    x.add_argument("--hide", help="removal/aggregation hiding value: black, grey, white, noise, mean or a grey level")
+    x.add_argument("--threshold", type=float)
+    x.add_argument("--calibration")
+    x.add_argument("--cost", action="store_true", help="only print how many forward passes the methods cost")
+    x.add_argument("--json", action="store_true", help="print the result as JSON")
+    x.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    x.set_defaults(func=cmd_explain)
+
+    st = sub.add_parser("map-stats", help="mean explanation map of genuine against impostor pairs, method by method")
+    st.add_argument("csv", help="file_x,file_y,same pairs CSV (or file,identity CSV)")
+    st.add_argument("--images")
+    model_args(st)
+    st.add_argument("--methods", default="xmap1,xmap2,xmap3")
+    st.add_argument("--per-label", type=int, help="use only the first N genuine and N impostor pairs")
+    st.add_argument("--preset", choices=("fast", "full"), default="fast")
+    st.add_argument("--batch-size", type=int)
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--threshold", type=float)
+    st.add_argument("--calibration")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("-q", "--quiet", action="store_true")
+    st.set_defaults(func=cmd_map_stats)
+
+    ms = sub.add_parser("methods", help="list the explanation methods")
+    ms.set_defaults(func=cmd_methods)
 
     c = sub.add_parser("calibrate", help="threshold and C-Score from a labelled pairs or identities CSV")
     c.add_argument("csv", help="file_x,file_y,same pairs CSV, or file,identity CSV (all pairs it implies)")

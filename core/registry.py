@@ -39,6 +39,10 @@ class ExplainerSpec:
     factory: Callable[..., Explainer]
     requires: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
+    # (input_size, **knobs) -> (share key, forward passes): methods with the same key share
+    # their perturbed embeddings, so a set of them costs each key once
+    cost: Callable[..., tuple[str, int]] | None = None
+    family: str = ""
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -157,3 +161,68 @@ register_model(ModelSpec(
     "clip_vit_l14", "CLIP ViT-L-14 image tower (LAION-2B, download)", _clip, False, 224, 768, True,
     "open_clip ViT-L-14 laion2b_s32b_b82k (Hugging Face)",
 ))  # fmt: skip
+
+
+def forward_passes(methods: list[str] | tuple[str, ...], input_size: int, **knobs: Any) -> dict[str, int]:
+    """Forward passes a set of methods costs on one pair (upper bounds for greedy searches):
+    ``{method: n}`` where methods sharing perturbed embeddings count them once (the later
+    ones show 0), plus ``"total"``. Cached results cost nothing and are not subtracted."""
+    seen: set[str] = set()
+    out: dict[str, int] = {}
+    for m in methods:
+        spec = explainer_spec(m)
+        if spec.cost is None:
+            out[m] = 0
+            continue
+        key, n = spec.cost(input_size, **knobs)
+        out[m] = 0 if key in seen else n
+        seen.add(key)
+    out["total"] = sum(out.values())
+    return out
+
+
+def _xmap(method: int) -> Callable[[], Explainer]:
+    def make() -> Explainer:
+        from .explainers.occlusion import XMapExplainer
+
+        return XMapExplainer(method)
+
+    return make
+
+
+def _xmap_cost(input_size: int, **knobs: Any) -> tuple[str, int]:
+    from .explainers.occlusion import forward_passes as cost
+
+    return cost(input_size, **knobs)
+
+
+def _removal(method: str) -> Callable[[], Explainer]:
+    def make() -> Explainer:
+        from .explainers.removal import RemovalExplainer
+
+        return RemovalExplainer(method)
+
+    return make
+
+
+def _removal_cost(input_size: int, **knobs: Any) -> tuple[str, int]:
+    from .explainers.removal import forward_passes as cost
+
+    return cost(input_size, **knobs)
+
+
+_BLACKBOX = frozenset({"blackbox"})
+for _m, _what in ((1, "each occlusion of one face against the mean of all occlusions of the other"),
+                  (2, "each occlusion of one face against the other, unoccluded face"),
+                  (3, "co-located occlusions of both faces; one map shared by both")):  # fmt: skip
+    register_explainer(ExplainerSpec(f"xmap{_m}", f"X-Map {'I' * _m} (occlusion)", _xmap(_m), _BLACKBOX,
+                                     f"Knoche et al. occlusion map, method {_m}: {_what}.", _xmap_cost, "occlusion"))  # fmt: skip
+for _name, _label, _what in (
+    ("single_removal", "Single removal", "similarity drop when each region alone is hidden"),
+    ("greedy_removal", "Greedy removal", "regions hidden one at a time, each time the one that lowers the similarity most"),
+    ("single_aggregation", "Single aggregation", "similarity gain when each region alone is shown on a hidden face"),
+    ("greedy_aggregation", "Greedy aggregation", "regions shown one at a time, each time the one that raises the similarity most"),
+    ("minplus_average", "Removal/aggregation average", "the mean of the four removal and aggregation maps (MinPlus)"),
+):
+    register_explainer(ExplainerSpec(_name, _label, _removal(_name), _BLACKBOX,
+                                     f"Mery & Morris black-box saliency: {_what}.", _removal_cost, "removal"))  # fmt: skip

@@ -169,10 +169,19 @@ class Runner:
                     "methods": methods, **{k: v for k, v in knobs.items() if _jsonable(v)}},
         )  # fmt: skip
         caps = model_capabilities(emb)
+        regions: list | None = None
+        n = max(1, len(methods))
         for i, m in enumerate(methods):
+            method_knobs = dict(knobs)
             if progress is not None:
-                progress(i / max(1, len(methods)), f"running {m}")
-            result.explanations.append(self._run_method(m, pair, caps, knobs))
+                progress(i / n, f"running {m}")
+                method_knobs["progress"] = _sub_progress(progress, i / n, 1 / n, m)
+            exp = self._run_method(m, pair, caps, method_knobs)
+            if exp.ok and exp.maps:
+                if regions is None:
+                    regions = self._region_masks(pair, knobs.get("landmarks", "auto"))
+                _add_region_table(exp, regions)
+            result.explanations.append(exp)
         if progress is not None and methods:
             progress(1.0, "done")
         return result
@@ -196,6 +205,27 @@ class Runner:
             return Explanation(method=name, label=name, error=f"{type(e).__name__}: {e}", runtime_s=time.perf_counter() - t0)
         exp.runtime_s = time.perf_counter() - t0
         return exp
+
+    @staticmethod
+    def _region_masks(pair: FacePair, landmarks: str) -> list:
+        from .faces.regions import region_masks
+
+        out = []
+        for face in pair:
+            try:
+                out.append(region_masks(face, landmarks))
+            except XFVError as e:  # no region table is better than no explanation
+                log.warning("no facial regions: %s", e)
+                out.append(None)
+        return out
+
+    def forward_passes(self, methods: Iterable[str], **knobs: Any) -> dict[str, int]:
+        """What a set of methods costs on one pair, in forward passes of the model, before
+        running anything (no model is loaded): ``{method: n, ..., "total": n}``."""
+        from .registry import forward_passes, model_spec
+
+        size = self._embedder.input_size if self._embedder is not None else model_spec(self.model_name).input_size
+        return forward_passes(list(methods), int(size), **knobs)
 
     # -- datasets --------------------------------------------------------------------------
     def score_pairs(
@@ -232,6 +262,40 @@ class Runner:
             else:
                 failed.append((p, errors.get(p.file_x) or errors.get(p.file_y) or "missing"))
         return np.asarray(sims), np.asarray(labels, dtype=bool), failed
+
+
+def _add_region_table(exp: Explanation, masks: list) -> None:
+    """The explainability table of each face's map over its facial regions, and its
+    sentences (both faces' when their maps differ, one set when the map is shared)."""
+    import cv2
+
+    from .text.regions import region_sentences, region_table
+
+    tables = []
+    shared = len(exp.maps) == 2 and np.array_equal(exp.maps[0], exp.maps[1])
+    for i, (m, rm) in enumerate(zip(exp.maps, masks, strict=False)):
+        if rm is None:
+            tables.append(None)
+            continue
+        if m.shape != rm.labels.shape:
+            m = cv2.resize(m.astype(np.float32), rm.labels.shape[::-1], interpolation=cv2.INTER_LINEAR)
+        rows = region_table(m, rm, signed=exp.signed)
+        tables.append([r.to_dict() for r in rows])
+        if shared and i == 1:
+            continue
+        who = "the map shared by both faces" if shared else ("the first face's map" if i == 0 else "the second face's map")
+        exp.text.extend(region_sentences(rows, method_label=who, signed=exp.signed))
+    exp.extras["regions"] = tables
+    exp.extras["region_landmarks"] = [None if rm is None else rm.source for rm in masks]
+
+
+def _sub_progress(progress: Callable[[float, str], Any], start: float, width: float, method: str) -> Callable[[float, str], Any]:
+    """A method's own progress (0-1) mapped into its slice of the whole run."""
+
+    def report(frac: float, message: str) -> None:
+        progress(start + width * min(1.0, max(0.0, frac)), f"{method}: {message}")
+
+    return report
 
 
 def _name(src: Any, default: str) -> str:

@@ -184,7 +184,25 @@ class PairResult:
                     "text": e.text,
                     "runtime_s": e.runtime_s,
                     "error": e.error,
+                    "signed": e.signed,
+                    "extras": jsonable(e.extras),
                 }
                 for e in self.explanations
             ],
         }
+
+
+def jsonable(value: Any, max_array: int = 64) -> Any:
+    """A JSON-ready copy of nested extras: numpy scalars become numbers, small arrays lists;
+    large arrays (maps) are left out as a shape note."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, max_array) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, max_array) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= max_array else f"<array {value.dtype} {tuple(value.shape)}>"
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)

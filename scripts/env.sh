@@ -10,7 +10,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
 cache=${XFV_CACHE:-$HOME/.cache/xfv}
-key=$( { cat "$root/requirements.txt" "$root/requirements-nodeps.txt"; "$python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-16)
+key=$( { cat "$root/requirements.txt" "$root/requirements-nodeps.txt" "$root/requirements-dev.txt"; "$python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-16)
 venv="$cache/venv-$key"
 mkdir -p "$cache"
 exec 9>"$cache/.lock-$key"
@@ -22,7 +22,8 @@ if [ ! -f "$venv/.complete" ]; then
   "$venv/bin/pip" install --quiet --upgrade pip >&2
   "$venv/bin/pip" install --quiet -r "$root/requirements.txt" >&2
   "$venv/bin/pip" install --quiet --no-deps -r "$root/requirements-nodeps.txt" >&2
-  "$venv/bin/python" -c "import torch, torchvision, facenet_pytorch, cv2, gradio" >&2
+  "$venv/bin/pip" install --quiet -r "$root/requirements-dev.txt" -c "$root/requirements.txt" >&2
+  "$venv/bin/python" -c "import torch, torchvision, facenet_pytorch, cv2, gradio, dlib, captum.attr" >&2
   touch "$venv/.complete"
   # keep the cache small: drop environments of older requirement sets unused for 14 days
   find "$cache" -maxdepth 1 -name 'venv-*' -type d ! -name "venv-$key" -mtime +14 -exec rm -rf {} + 2>/dev/null || true

@@ -101,3 +101,43 @@ def test_calibrate_from_identities_reproduces_the_shipped_file(tmp_path):
     shipped = json.loads((ROOT / "assets" / "calibration" / "sface.json").read_text())
     assert new["n_genuine"] == 140 and new["n_impostor"] == 1690
     assert new["threshold_distance"] == pytest.approx(shipped["threshold_distance"], abs=1e-3)
+
+
+@pytest.mark.needs_data
+def test_explain_writes_pictures_maps_and_region_tables(capsys, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "out"
+    argv = ["explain", str(MISC / "obama.jpg"), str(MISC / "obama2.jpg"), "--methods", "xmap3,single_removal",
+            "--out", str(out), "--preset", "fast", "--device", "cpu", "-q"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "The same person" in text and "X-Map III" in text and "Single removal" in text
+    data = json.loads((out / "result.json").read_text())
+    assert [e["method"] for e in data["explanations"]] == ["xmap3", "single_removal"]
+    for e in data["explanations"]:
+        assert e["error"] is None and e["scores"]["forward_passes"] >= 0
+        for name in ("a", "b", "pair"):
+            img = Image.open(out / e["files"][name])
+            assert img.size[1] == 112
+        maps = np.load(out / e["files"]["maps"])
+        assert maps["a"].shape == (112, 112)
+        tables = e["extras"]["regions"]
+        assert len(tables) == 2
+        for rows in tables:
+            assert {r["region"] for r in rows} >= {"nose", "left_eye", "right_eye", "mouth", "other"}
+            assert abs(sum(r["similar"] for r in rows) - 1) < 1e-6
+        assert any("%" in t for t in e["text"])
+    assert data["explanations"][0]["extras"]["preset"] == "fast"
+
+
+def test_explain_cost_only(capsys):
+    assert main(["explain", "a.jpg", "b.jpg", "--methods", "xmap1,xmap2,xmap3", "--cost"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "shared" in lines[1] and lines[-1].split()[1] == lines[0].split()[1]
+
+
+def test_explain_unknown_method_is_reported(capsys):
+    assert main(["explain", "a.jpg", "b.jpg", "--methods", "xmap9", "--cost"]) == 2
+    assert "unknown explanation method" in capsys.readouterr().err

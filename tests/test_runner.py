@@ -88,3 +88,24 @@ def test_prepare_from_bytes_and_arrays(runner):
     a = runner.prepare(data)
     b = runner.prepare(load_image(MISC / "obama.jpg"))
     np.testing.assert_array_equal(a.image, b.image)
+
+
+def test_runner_costs_methods_before_running():
+    r = Runner(model="sface", threshold=0.5)  # nothing is loaded to cost methods
+    cost = r.forward_passes(["xmap1", "xmap3", "greedy_removal"], preset="fast")
+    assert cost["xmap3"] == 0 and cost["xmap1"] > 0 and cost["total"] == cost["xmap1"] + cost["greedy_removal"]
+    assert r._embedder is None
+
+
+@pytest.mark.needs_data
+def test_explain_adds_region_tables_and_reports_progress(runner, obama_pair):
+    from core.explainers import perturb
+
+    perturb.clear_cache()  # a cached result has no progress to report
+    seen = []
+    res = runner.explain(obama_pair, methods=["xmap2"], progress=lambda f, msg: seen.append((f, msg)), preset="fast")
+    (exp,) = res.explanations
+    assert exp.ok and len(exp.extras["regions"]) == 2 and exp.extras["region_landmarks"][0] in ("dlib68", "five_point")
+    assert any("first face" in t for t in exp.text) and any("second face" in t for t in exp.text)
+    assert any("xmap2: occlusions" in msg for _, msg in seen)
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == 1.0

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from apps.gradio_app import build_demo, compare_faces, confidence_bar
+from apps.gradio_app import build_demo, compare_faces, confidence_bar, cost_text, method_choices
 from core.io import load_image
 
 from ..conftest import MISC
@@ -31,3 +31,23 @@ def test_build_demo(runner):
 
     demo = build_demo(runner)
     assert isinstance(demo, gr.Blocks)
+
+
+@pytest.mark.needs_data
+def test_compare_faces_shows_each_method_side_by_side(runner):
+    seen = []
+    out = compare_faces(runner, load_image(MISC / "obama.jpg"), load_image(MISC / "biden.jpg"), ["xmap3", "no_such_method"], "fast",
+                        progress=lambda f, msg: seen.append(f))  # fmt: skip
+    assert out["ok"] and "different people" in out["message"].lower()
+    ok, bad = out["panels"]
+    assert ok["image"].shape == (112, 2 * 112 + 4, 3) and "preset fast" in ok["caption"] and ok["text"]
+    assert bad["error"] and "unknown explanation method" in bad["error"] and bad["image"] is None
+    assert len(out["gallery"]) == 1 and "failed" in out["words"]
+    assert seen and max(seen) == 1.0
+
+
+def test_cost_text_and_choices(runner):
+    keys = [k for _, k in method_choices()]
+    assert {"xmap1", "xmap3", "single_removal", "minplus_average"} <= set(keys)
+    assert "forward passes" in cost_text(runner, ["xmap1", "xmap3"], "fast")
+    assert "No explanation method" in cost_text(runner, [], "fast")

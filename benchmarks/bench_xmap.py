@@ -1,0 +1,164 @@
+"""X-Map speed: the full three-method, three-scale X-Map of one pair against the floor (a bare
+batched forward of the same number of images) and against Captum's ``Occlusion``, in one
+process on the same model and device.
+
+    python benchmarks/bench_xmap.py [--preset full|fast] [--device auto] [--repeats 1] [--no-captum]
+
+(a) ``core.explainers.occlusion.xmaps`` for methods 1, 2 and 3 of one pair (cache cleared):
+    2 N occluded images, embedded once and shared by the three methods.
+(b) the floor: the model alone on 2 N + 2 ready-made input tensors in the same batches.
+(c) Captum ``Occlusion`` producing the same three maps at the same patch sizes and strides,
+    with its default ``perturbations_per_eval=1``: method 2 with the cosine similarity to the
+    other (unoccluded) face as the target, for each face; method 3 on the two faces stacked
+    as one input with a window spanning both (co-located occlusions); method 1, which
+    Captum cannot express alone, as the authors' code does it: the other face's occluded
+    embeddings one image at a time, then Occlusion with the mean similarity to them.
+(c') the same with ``perturbations_per_eval`` = our batch size, to separate what batching
+    gives from what sharing the embeddings between methods gives.
+
+Prints seconds, images per second, the ratios a/b (aim <= 1.2) and c/a (aim >= 3), the
+correlation between Captum's and our method-2 map at one scale (a correctness check: after
+undoing Captum's per-pixel averaging over covering windows they should agree to ~1 away from
+the right and bottom edges, which only we occlude), and the machine. Captum is a development dependency
+(requirements-dev.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from benchmarks.bench_embed import machine  # noqa: E402
+from core import Runner  # noqa: E402
+from core.explainers import occlusion, perturb  # noqa: E402
+
+MISC = ROOT.parent / "shared" / "data" / "faces" / "misc"
+
+
+def timed(fn, sync) -> float:
+    sync()
+    t = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="sface")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--preset", default="full", choices=sorted(occlusion.PRESETS))
+    ap.add_argument("--repeats", type=int, default=1, help="best of this many runs of (a) and (b)")
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--no-captum", action="store_true")
+    args = ap.parse_args()
+
+    runner = Runner(model=args.model, device=args.device, threshold=0.0)
+    emb = runner.embedder
+    pair = runner.prepare_pair(MISC / "obama.jpg", MISC / "obama2.jpg")
+    params = occlusion.XMapParams.from_knobs(preset=args.preset)
+    size = emb.input_size
+    patches, stride, _ = params.scaled(size)
+    n_img = 2 * sum(occlusion.n_occlusions(size, p, stride) for p in patches) + 2
+    bs = args.batch_size or emb.batch_size
+    sync = torch.cuda.synchronize if emb.device.type == "cuda" else (lambda: None)
+    print(f"{machine(emb.device)}; model {emb.name} ({size} px), batch {bs}, preset {args.preset}: "
+          f"patches {patches}, stride {stride}, {n_img} forward passes per pair")  # fmt: skip
+
+    def run_a() -> None:
+        perturb.clear_cache()
+        occlusion.xmaps(pair, emb, (1, 2, 3), params, batch_size=bs)
+
+    x0 = emb.preprocess([pair.a.image])
+    ready = [x0.expand(min(bs, n_img - i), -1, -1, -1).contiguous(memory_format=torch.channels_last if emb.channels_last else torch.contiguous_format)
+             for i in range(0, n_img, bs)]  # fmt: skip
+
+    @torch.no_grad()
+    def run_b() -> None:
+        for x in ready:
+            F.normalize(emb.module(x), dim=1).cpu()
+
+    run_a()  # warm-up
+    run_b()
+    ta = min(timed(run_a, sync) for _ in range(args.repeats))
+    tb = min(timed(run_b, sync) for _ in range(args.repeats))
+    print(f"(a) full X-Map, methods 1-3      {ta:8.2f} s  {n_img / ta:7.1f} img/s")
+    print(f"(b) bare batched forward (floor) {tb:8.2f} s  {n_img / tb:7.1f} img/s   a/b = {ta / tb:.2f}  (aim <= 1.2)")
+    if args.no_captum:
+        return
+
+    from captum.attr import Occlusion
+
+    xa, xb = emb.preprocess([pair.a.image]), emb.preprocess([pair.b.image])
+    fill = perturb.Perturber(emb, pair.a.image, params.patch_fill)._f  # the patch colour after preprocessing
+    with torch.no_grad():
+        ea, eb = F.normalize(emb.module(torch.cat([xa, xb])), dim=1)
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(emb.module(x), dim=1)
+
+    def against(target: torch.Tensor):
+        return lambda x: embed(x) @ target
+
+    def captum_maps(per_eval: int) -> dict:
+        out = {}
+        for p in patches:
+            win, st = (3, p, p), (3, stride, stride)
+
+            def occ(fn, x: torch.Tensor, base: torch.Tensor = fill, win=win, st=st) -> torch.Tensor:
+                return Occlusion(fn).attribute(x, sliding_window_shapes=win, strides=st, baselines=base, perturbations_per_eval=per_eval)
+
+            # method 2: each face against the other, unoccluded
+            m2a, m2b = occ(against(eb), xa), occ(against(ea), xb)
+            # method 3: both faces stacked, one window over both (co-located occlusions)
+            both = torch.stack([xa[0], xb[0]])[None]
+
+            def sim_pair(x: torch.Tensor) -> torch.Tensor:
+                e = embed(x.flatten(0, 1)).view(x.shape[0], 2, -1)
+                return (e[:, 0] * e[:, 1]).sum(1)
+
+            m3 = occ(sim_pair, both, torch.stack([fill[0], fill[0]])[None], (2, *win), (1, *st))
+            # method 1: the other face's occluded embeddings (one image at a time, as the
+            # authors' code), then the mean similarity to them as Captum's target
+            masks = occlusion.occlusion_masks(size, p, stride)
+            with torch.no_grad():
+                fa = torch.cat([embed(xa * (1 - m) + fill * m) for m in masks[:, None, None]])
+                fb = torch.cat([embed(xb * (1 - m) + fill * m) for m in masks[:, None, None]])
+            m1a, m1b = occ(against(fb.mean(0)), xa), occ(against(fa.mean(0)), xb)
+            out[p] = (m1a, m1b, m2a, m2b, m3)
+        return out
+
+    with torch.no_grad():
+        tc = timed(lambda: captum_maps(1), sync)
+        res = {}
+        tc2 = timed(lambda: res.update(captum_maps(bs)), sync)
+    print(f"(c) Captum Occlusion, 3 methods  {tc:8.2f} s                      c/a = {tc / ta:.2f}  (aim >= 3)")
+    print(f"(c') same, perturbations_per_eval={bs:<3d}{tc2:6.2f} s                      c'/a = {tc2 / ta:.2f}")
+    # correctness: Captum's method-2 map of face a against ours at the first scale
+    p0 = patches[0]
+    ours = occlusion.xmaps(pair, emb, (2,), params, batch_size=bs)
+    st0 = occlusion.occlusion_sets(pair, emb, params, bs)[0]
+    d1, _ = occlusion.select_distances(2, st0.f1, st0.f2, ea.cpu(), eb.cpu())
+    raw = occlusion.similarity_map(d1, float(1 - ea @ eb), st0.masks)
+    # Captum averages over the windows covering each pixel, eq. 9 sums and divides by N
+    cover = st0.masks.sum(0).numpy()
+    cap = res[p0][2][0].sum(0).cpu().numpy() * cover / st0.masks.shape[0]
+    inner = (slice(p0, size - p0 - stride), slice(p0, size - p0 - stride))  # away from our extra edge positions
+    r = np.corrcoef(raw[inner].ravel(), cap[inner].ravel())[0, 1]
+    print(f"check: correlation of Captum's and our method-2 map (patch {p0}, interior) = {r:.4f}; "
+          f"our normalised map range [{ours[2]['maps'][0].min():.2f}, {ours[2]['maps'][0].max():.2f}]")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""Occlusion X-Maps: Knoche, Teepe, Hörmann, Rigoll, "Explainable Model-Agnostic Similarity
+and Confidence in Face Verification" (WACV workshops 2023).
+
+    S = sum_i (d_i - d_orig) * M_i / N,   S_bar = sum_k S_k / (p_k^2 * |p|)        (eq. 9, 10)
+
+Algorithm 1 slides a patch of size p with stride s over the aligned crop, giving N occluded
+images O_i and masks M_i (1 where hidden). Every occluded image of both faces is embedded
+once; the three selections of cosine distances d_i then come from the same embeddings:
+
+- method 1 (eq. 6): d_i = mean_j d(F1_i, F2_j), and symmetrically for face 2. For unit
+  vectors mean_j (1 - F1_i . F2_j) = 1 - F1_i . mean_j F2_j, so the N x N distance matrix is
+  never materialised (a test checks equality with the explicit matrix);
+- method 2 (eq. 7): d_i = d(F1_i, N(I2)) and d(N(I1), F2_i);
+- method 3 (eq. 8): d_i = d(F1_i, F2_i), co-located occlusions, one map shared by both faces.
+
+S > 0 where hiding a region increases the distance, i.e. the region makes the faces similar
+(green); S < 0 where hiding it makes them closer (dissimilar, red). Maps for p in {7, 14, 28}
+and s = 5 on a 112 crop (scaled with the model's input size) are averaged with weights
+1/p^2, blurred with an s x s Gaussian kernel and sigma = s, and normalised to [-1, 1].
+
+Where this differs from the paper and the authors' code (also in the README):
+- patch positions cover the whole crop: ``range(0, S - p + 1, s)`` plus a last position
+  flush with the right and bottom edges when the stride does not land there (the authors'
+  code uses ``range(0, S - p, s)`` and never occludes the last pixels);
+- the occluded embeddings are computed once per face and scale and shared by the three
+  methods (the authors recompute them per method), and cached (see ``perturb.CACHE``);
+- "normalisation to [-1, 1]" is division by the largest absolute value, so that 0 keeps
+  meaning "no effect" (a min-max stretch would move it); ``extras['scale']`` keeps the
+  factor, so ``map * scale`` is the unnormalised S_bar;
+- when the scaled stride is even, the blur kernel is s + 1 (OpenCV needs odd kernels).
+
+The sensitivity-study knobs: ``patch_fill`` (black, grey, white, noise, mean or a value),
+``patch_shape`` (``rect`` or ``round``) and ``edge_blur`` (Gaussian sigma of the patch edge
+in pixels at 112, 0 = hard edge).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from ..types import Explanation, FaceEmbedder, FacePair
+from . import perturb
+
+log = logging.getLogger(__name__)
+
+REFERENCE_SIZE = 112
+PATCH_SIZES = (7, 14, 28)
+STRIDE = 5
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": {"patch_sizes": PATCH_SIZES, "stride": STRIDE},
+    # one scale, larger stride: 64 occlusions per face instead of 1,249 (interactive use on a CPU)
+    "fast": {"patch_sizes": (21,), "stride": 13},
+}
+METHODS = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class XMapParams:
+    """Knobs of the X-Map, in pixels of a 112 x 112 crop (scaled to the model's size)."""
+
+    patch_sizes: tuple[int, ...] = PATCH_SIZES
+    stride: int = STRIDE
+    patch_fill: str | float | tuple = "black"
+    patch_shape: str = "rect"
+    edge_blur: float = 0.0
+    seed: int = 0
+    preset: str = "full"
+
+    @classmethod
+    def from_knobs(cls, **knobs: Any) -> XMapParams:
+        preset = knobs.get("preset") or "full"
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+        base = dict(PRESETS[preset])
+        for k in ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "seed"):
+            if knobs.get(k) is not None:
+                base[k] = knobs[k]
+        if isinstance(base["patch_sizes"], (int, float)):
+            base["patch_sizes"] = (int(base["patch_sizes"]),)
+        p = cls(patch_sizes=tuple(int(x) for x in base["patch_sizes"]), stride=int(base["stride"]),
+                patch_fill=base.get("patch_fill", "black"), patch_shape=str(base.get("patch_shape", "rect")),
+                edge_blur=float(base.get("edge_blur", 0.0)), seed=int(base.get("seed", 0)), preset=preset)  # fmt: skip
+        if p.patch_shape not in ("rect", "round"):
+            raise ValueError(f"patch_shape must be 'rect' or 'round', got {p.patch_shape!r}")
+        if p.stride < 1 or any(q < 1 or q > REFERENCE_SIZE for q in p.patch_sizes):
+            raise ValueError(f"patch sizes must be in 1..{REFERENCE_SIZE} and the stride >= 1, got {p.patch_sizes}, {p.stride}")
+        if isinstance(p.patch_fill, list):
+            object.__setattr__(p, "patch_fill", tuple(p.patch_fill))
+        perturb.check_fill(p.patch_fill)
+        return p
+
+    def scaled(self, size: int) -> tuple[list[int], int, float]:
+        """Patch sizes, stride and edge blur in pixels of a ``size`` crop."""
+        f = size / REFERENCE_SIZE
+        return [max(1, round(q * f)) for q in self.patch_sizes], max(1, round(self.stride * f)), self.edge_blur * f
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["patch_sizes"] = list(self.patch_sizes)
+        return d
+
+
+def positions(size: int, patch: int, stride: int) -> list[int]:
+    """Top-left offsets along one axis: every ``stride`` pixels, plus one flush with the far
+    edge so the whole crop is covered."""
+    pos = list(range(0, size - patch + 1, stride))
+    if pos[-1] != size - patch:
+        pos.append(size - patch)
+    return pos
+
+
+def n_occlusions(size: int, patch: int, stride: int) -> int:
+    return len(positions(size, patch, stride)) ** 2
+
+
+def patch_stamp(patch: int, shape: str = "rect", edge_blur: float = 0.0) -> np.ndarray:
+    """One patch as a float32 mask (1 = hidden): a square or a disc of diameter ``patch``;
+    with ``edge_blur`` > 0 its edge is smoothed by a Gaussian of that sigma (the stamp grows
+    by 3 sigma on each side)."""
+    pad = math.ceil(3 * edge_blur) if edge_blur > 0 else 0
+    n = patch + 2 * pad
+    stamp = np.zeros((n, n), np.float32)
+    if shape == "rect":
+        stamp[pad : pad + patch, pad : pad + patch] = 1
+    else:
+        yy, xx = np.mgrid[0:n, 0:n] + 0.5
+        c = n / 2
+        stamp[(yy - c) ** 2 + (xx - c) ** 2 <= (patch / 2) ** 2] = 1
+    if pad:
+        k = 2 * pad + 1
+        stamp = cv2.GaussianBlur(stamp, (k, k), edge_blur, borderType=cv2.BORDER_CONSTANT)
+    return stamp
+
+
+def occlusion_masks(size: int, patch: int, stride: int, shape: str = "rect", edge_blur: float = 0.0) -> torch.Tensor:
+    """Algorithm 1's masks: ``(N, size, size)`` float32, row-major over patch positions."""
+    stamp = torch.from_numpy(patch_stamp(patch, shape, edge_blur))
+    pad = (stamp.shape[0] - patch) // 2
+    pos = torch.tensor(positions(size, patch, stride))
+    big = size + 2 * pad
+    ys, xs = torch.meshgrid(pos, pos, indexing="ij")  # row-major over positions
+    n_masks, n = ys.numel(), stamp.shape[0]
+    out = torch.zeros((n_masks, big, big), dtype=torch.float32)
+    k = torch.arange(n)
+    # every stamp placed at once by advanced indexing (no Python loop over patches)
+    out[torch.arange(n_masks)[:, None, None], ys.reshape(-1, 1, 1) + k[None, :, None], xs.reshape(-1, 1, 1) + k[None, None, :]] = stamp
+    return out[:, pad : pad + size, pad : pad + size].contiguous()
+
+
+@dataclass
+class OcclusionSet:
+    """Everything the three methods need for one scale: masks and occluded embeddings."""
+
+    patch: int
+    masks: torch.Tensor  # (N, S, S)
+    f1: torch.Tensor  # (N, D) occluded embeddings of face 1
+    f2: torch.Tensor  # (N, D) of face 2
+
+
+def _occluded_embeddings(embedder: FaceEmbedder, image: np.ndarray, masks: torch.Tensor, params: XMapParams, key: str,
+                         batch_size: int | None, progress: Callable[[int, int], Any] | None) -> torch.Tensor:  # fmt: skip
+    cached = perturb.CACHE.get(key)
+    if cached is not None:
+        perturb.STATS.cache_hits += 1
+        return cached
+    p = perturb.Perturber(embedder, image, params.patch_fill, params.seed, batch_size)
+    emb = p.embed(masks, progress=progress)
+    perturb.CACHE.put(key, emb)
+    return emb
+
+
+def occlusion_sets(pair: FacePair, embedder: FaceEmbedder, params: XMapParams, batch_size: int | None = None,
+                   progress: Callable[[float, str], Any] | None = None) -> list[OcclusionSet]:  # fmt: skip
+    """Occluded embeddings of both faces at every scale (cached by model, image, knobs)."""
+    size = int(embedder.input_size)
+    patches, stride, blur = params.scaled(size)
+    mk = perturb.model_key(embedder)
+    imgs = [perturb.crop_at_input_size(f.image, size) for f in pair]
+    img_keys = [perturb.digest(im) for im in imgs]
+    total = sum(n_occlusions(size, q, stride) for q in patches) * 2
+    done = 0
+    out = []
+    for q in patches:
+        masks = occlusion_masks(size, q, stride, params.patch_shape, blur)
+        embs = []
+        for im, ik in zip(imgs, img_keys, strict=True):
+            key = perturb.digest("xmap-occluded", mk, ik, q, stride, params.patch_shape, blur, params.patch_fill, params.seed)
+
+            def tick(i: int, n: int, base: int = done) -> None:
+                if progress is not None:
+                    progress((base + i) / total, f"occlusions {base + i}/{total}")
+
+            embs.append(_occluded_embeddings(embedder, im, masks, params, key, batch_size, tick))
+            done += masks.shape[0]
+        out.append(OcclusionSet(q, masks, embs[0], embs[1]))
+    return out
+
+
+def select_distances(method: int, f1: torch.Tensor, f2: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine distances (D1, D2) of eq. 6-8 for unit-norm embeddings."""
+    if method == 1:
+        return 1 - f1 @ f2.mean(0), 1 - f2 @ f1.mean(0)
+    if method == 2:
+        return 1 - f1 @ e2, 1 - f2 @ e1
+    if method == 3:
+        d = 1 - (f1 * f2).sum(1)
+        return d, d
+    raise ValueError(f"X-Map method must be 1, 2 or 3, got {method!r}")
+
+
+def similarity_map(d: torch.Tensor, d_orig: float, masks: torch.Tensor) -> np.ndarray:
+    """Eq. 9: S = sum_i (d_i - d_orig) M_i / N, as one matrix product."""
+    n, s, _ = masks.shape
+    w = (d.double() - d_orig) / n
+    return (w @ masks.reshape(n, -1).double()).reshape(s, s).numpy()
+
+
+def combine_scales(maps: Sequence[np.ndarray], patches: Sequence[int]) -> np.ndarray:
+    """Eq. 10: weighted mean with weights 1 / p^2."""
+    return sum(m / (p * p * len(patches)) for m, p in zip(maps, patches, strict=True))  # type: ignore[return-value]
+
+
+def smooth_normalise(s_bar: np.ndarray, stride: int) -> tuple[np.ndarray, float]:
+    """Gaussian blur with an s x s kernel (odd) and sigma = s, then division by max |.|."""
+    k = stride if stride % 2 == 1 else stride + 1
+    blurred = cv2.GaussianBlur(s_bar.astype(np.float64), (k, k), stride, borderType=cv2.BORDER_REFLECT)
+    scale = float(np.abs(blurred).max())
+    out = blurred / scale if scale > 0 else np.zeros_like(blurred)
+    return out.astype(np.float32), scale
+
+
+def xmaps(pair: FacePair, embedder: FaceEmbedder, methods: Sequence[int] = METHODS, params: XMapParams | None = None,
+          batch_size: int | None = None, progress: Callable[[float, str], Any] | None = None) -> dict[int, dict[str, Any]]:  # fmt: skip
+    """X-Maps of both faces for each requested method from one set of occluded embeddings:
+    ``{method: {"maps": [map1, map2], "scales": [scale1, scale2], "raw": [...]}}``."""
+    params = params or XMapParams()
+    size = int(embedder.input_size)
+    patches, stride, _ = params.scaled(size)
+    sets = occlusion_sets(pair, embedder, params, batch_size, progress)
+    e1, e2 = _references(pair, embedder, batch_size)
+    d_orig = float(1 - e1 @ e2)
+    out: dict[int, dict[str, Any]] = {}
+    for m in methods:
+        per_face: list[list[np.ndarray]] = [[], []]
+        for st in sets:
+            d1, d2 = select_distances(m, st.f1, st.f2, e1, e2)
+            per_face[0].append(similarity_map(d1, d_orig, st.masks))
+            per_face[1].append(per_face[0][-1] if m == 3 else similarity_map(d2, d_orig, st.masks))
+        maps, scales, raws = [], [], []
+        for face_maps in per_face:
+            raw = combine_scales(face_maps, patches)
+            norm, scale = smooth_normalise(raw, stride)
+            maps.append(norm)
+            scales.append(scale)
+            raws.append(raw)
+        out[m] = {"maps": maps, "scales": scales, "raw": raws, "d_orig": d_orig}
+    return out
+
+
+def _references(pair: FacePair, embedder: FaceEmbedder, batch_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    mk = perturb.model_key(embedder)
+    key = perturb.digest("reference", mk, pair.a.image, pair.b.image)
+    ref = perturb.CACHE.get(key)
+    if ref is None:
+        ref = perturb.embed_faces(embedder, [pair.a.image, pair.b.image], batch_size)
+        perturb.CACHE.put(key, ref)
+    return ref[0], ref[1]
+
+
+def forward_passes(input_size: int, **knobs: Any) -> tuple[str, int]:
+    """(share key, number of forward passes) of the X-Maps of one pair: all three methods
+    share the same occlusions, so they cost the same key once."""
+    p = XMapParams.from_knobs(**knobs)
+    patches, stride, blur = p.scaled(input_size)
+    n = 2 * sum(n_occlusions(input_size, q, stride) for q in patches) + 2
+    return perturb.digest("xmap", patches, stride, p.patch_shape, blur, p.patch_fill, p.seed), n
+
+
+class XMapExplainer:
+    """One of the three X-Map methods as an ``Explainer``."""
+
+    requires = frozenset({"blackbox"})
+
+    def __init__(self, method: int) -> None:
+        if method not in METHODS:
+            raise ValueError(f"X-Map method must be 1, 2 or 3, got {method!r}")
+        self.method = method
+        self.name = f"xmap{method}"
+        self.label = f"X-Map {'I' * method} (occlusion, Knoche et al.)"
+
+    def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
+        params = XMapParams.from_knobs(**knobs)
+        progress = knobs.get("progress")
+        before = perturb.STATS.forward_passes
+        res = xmaps(pair, embedder, (self.method,), params, knobs.get("batch_size"), progress)[self.method]
+        patches, stride, blur = params.scaled(int(embedder.input_size))
+        maps = res["maps"]
+        scores = {
+            "mean_map_a": float(maps[0].mean()),
+            "mean_map_b": float(maps[1].mean()),
+            "forward_passes": float(perturb.STATS.forward_passes - before),
+            "distance": res["d_orig"],
+        }
+        return Explanation(
+            method=self.name, label=self.label, maps=maps, signed=True, scores=scores,
+            extras={"params": params.to_dict(), "scaled": {"patch_sizes": patches, "stride": stride, "edge_blur": blur},
+                    "scale": res["scales"], "preset": params.preset,
+                    "meaning": "positive (green): hiding the region increases the distance, so it makes the faces similar; "
+                               "negative (red): hiding it brings them closer, so it makes them look different"},
+        )  # fmt: skip
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,273 @@
+"""Shared machinery of the perturbation (black-box) explainers: compose perturbed copies of
+an aligned face from soft masks, embed them in large batches on the model's device, and
+cache the embeddings so other methods and reruns reuse them.
+
+A perturbed image is ``x * (1 - m) + fill * m`` for a mask ``m`` in [0, 1] (1 = hidden).
+For embedders whose preprocessing is a per-pixel affine map of the uint8 crop (every
+``TorchEmbedder``: channel order, ``(x - mean) / std``), composing after preprocessing is
+exactly the same as composing in pixel space, and avoids rounding soft masks to uint8. For
+any other embedder the images are composed in pixel space, rounded to uint8 and passed
+through its ``preprocess``.
+
+Forward passes are counted (``STATS``) so the API, the benchmark and the UI can say what a
+set of methods costs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..types import FaceEmbedder
+
+log = logging.getLogger(__name__)
+
+FILL_NAMES = ("black", "grey", "white", "noise", "mean")
+
+
+@dataclass
+class ForwardStats:
+    """Images embedded by the perturbation explainers since the last ``reset``."""
+
+    forward_passes: int = 0
+    cache_hits: int = 0
+
+    def reset(self) -> None:
+        self.forward_passes = 0
+        self.cache_hits = 0
+
+
+STATS = ForwardStats()
+
+
+class LRUCache:
+    """A small thread-safe LRU keyed by strings, bounded by the number of bytes its numpy /
+    torch values hold (other values count as 1 KiB)."""
+
+    def __init__(self, max_bytes: int = 512 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _size(value: Any) -> int:
+        if isinstance(value, np.ndarray):
+            return value.nbytes
+        if isinstance(value, torch.Tensor):
+            return value.numel() * value.element_size()
+        if isinstance(value, (tuple, list)):
+            return sum(LRUCache._size(v) for v in value)
+        if isinstance(value, dict):
+            return sum(LRUCache._size(v) for v in value.values())
+        return 1024
+
+    def get(self, key: str) -> Any | None:
+        with self._lock:
+            item = self._data.get(key)
+            if item is None:
+                return None
+            self._data.move_to_end(key)
+            return item[0]
+
+    def put(self, key: str, value: Any) -> None:
+        size = self._size(value)
+        with self._lock:
+            if key in self._data:
+                self._bytes -= self._data.pop(key)[1]
+            self._data[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes and len(self._data) > 1:
+                _, (_, s) = self._data.popitem(last=False)
+                self._bytes -= s
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+CACHE = LRUCache()
+
+
+def clear_cache() -> None:
+    """Forget every cached perturbed embedding and explanation."""
+    CACHE.clear()
+
+
+def digest(*parts: Any) -> str:
+    """A short stable hash of arrays, tensors and plain values (cache keys)."""
+    h = hashlib.sha1()
+    for p in parts:
+        if isinstance(p, torch.Tensor):
+            p = p.detach().cpu().numpy()
+        if isinstance(p, np.ndarray):
+            h.update(str((p.dtype, p.shape)).encode())
+            h.update(np.ascontiguousarray(p).tobytes())
+        else:
+            h.update(repr(p).encode())
+        h.update(b"|")
+    return h.hexdigest()[:24]
+
+
+def model_key(embedder: FaceEmbedder) -> str:
+    """Identifies the model for caching: name, weights and device."""
+    try:
+        wh = embedder.weights_hash()
+    except Exception:  # a black-box model may not know its weights
+        wh = str(id(embedder))
+    return f"{embedder.name}:{wh[:16]}:{embedder.device}"
+
+
+def crop_at_input_size(image: np.ndarray, size: int) -> np.ndarray:
+    """The RGB uint8 crop resized to the model's input size when it is not already."""
+    if image.shape[:2] == (size, size):
+        return image
+    interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def fill_image(image: np.ndarray, fill: str | float | tuple[float, float, float], seed: int = 0) -> np.ndarray:
+    """What hidden pixels become, as an (S, S, 3) float32 image in 0-255: a colour name
+    (black, grey, white), ``noise`` (uniform, fixed by ``seed``), ``mean`` (the face's mean
+    colour), a grey level or an RGB triple."""
+    s = image.shape[0]
+    if isinstance(fill, str):
+        name = fill.lower().replace("gray", "grey")
+        if name == "black":
+            value: Any = 0.0
+        elif name == "grey":
+            value = 127.5
+        elif name == "white":
+            value = 255.0
+        elif name == "mean":
+            value = image.reshape(-1, 3).mean(0)
+        elif name == "noise":
+            rng = np.random.default_rng(seed)
+            return rng.uniform(0, 255, size=(s, s, 3)).astype(np.float32)
+        else:
+            raise ValueError(f"unknown fill {fill!r}; use one of {', '.join(FILL_NAMES)}, a grey level or an RGB triple")
+    else:
+        value = np.asarray(fill, dtype=np.float32)
+        if value.size not in (1, 3) or np.any(value < 0) or np.any(value > 255):
+            raise ValueError(f"fill must be a grey level or RGB triple in 0-255, got {fill!r}")
+    return np.broadcast_to(np.asarray(value, dtype=np.float32), (s, s, 3)).copy()
+
+
+def check_fill(fill: str | float | tuple) -> str | float | tuple:
+    """Validate a fill / hiding value early (see ``fill_image``); returns it unchanged."""
+    fill_image(np.zeros((2, 2, 3), np.uint8), fill)
+    return fill
+
+
+def affine_preprocess(embedder: FaceEmbedder) -> bool:
+    """True when ``preprocess`` is a per-pixel affine map at input size (so masks can be
+    applied after it). Set ``affine_preprocess = False`` on an embedder to opt out."""
+    flag = getattr(embedder, "affine_preprocess", None)
+    if flag is not None:
+        return bool(flag)
+    from ..models.base import TorchEmbedder
+
+    return isinstance(embedder, TorchEmbedder)
+
+
+class Perturber:
+    """Embeds masked copies of one face against one fill.
+
+    ``embed(masks)`` takes ``(N, S, S)`` masks in [0, 1] (1 = hidden) as a float32 tensor
+    or numpy array, or a callable ``masks(slice) -> tensor`` that builds them a batch at a
+    time, and returns the ``(N, D)`` L2-normalised embeddings on the CPU.
+    """
+
+    def __init__(self, embedder: FaceEmbedder, image: np.ndarray, fill: str | float | tuple = "black", seed: int = 0,
+                 batch_size: int | None = None) -> None:  # fmt: skip
+        self.embedder = embedder
+        self.size = int(embedder.input_size)
+        self.image = crop_at_input_size(np.asarray(image), self.size)
+        self.fill = fill_image(self.image, fill, seed)
+        self.batch_size = int(batch_size or getattr(embedder, "batch_size", 16))
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        self.affine = affine_preprocess(embedder)
+        self.device = embedder.device
+        if self.affine:
+            fill_u8 = np.clip(np.rint(self.fill), 0, 255).astype(np.uint8)
+            exact_fill = np.array_equal(fill_u8.astype(np.float32), self.fill)
+            with torch.no_grad():
+                self._x = embedder.preprocess([self.image]).float()
+                if exact_fill:
+                    self._f = embedder.preprocess([fill_u8]).float()
+                else:  # a fractional fill (e.g. grey 127.5): preprocess is affine, so interpolate
+                    lo = embedder.preprocess([np.floor(self.fill).astype(np.uint8)]).float()
+                    hi = embedder.preprocess([np.minimum(np.floor(self.fill) + 1, 255).astype(np.uint8)]).float()
+                    frac = torch.from_numpy(self.fill - np.floor(self.fill)).to(self.device).permute(2, 0, 1)[None]
+                    self._f = lo + (hi - lo) * frac
+
+    def compose(self, masks: torch.Tensor) -> torch.Tensor:
+        """Model-ready batch of perturbed images for ``(B, S, S)`` masks."""
+        m = masks.to(self.device, torch.float32)[:, None]
+        if self.affine:
+            x = self._x * (1 - m) + self._f * m
+            return x.contiguous(memory_format=torch.channels_last) if getattr(self.embedder, "channels_last", False) else x
+        img = torch.from_numpy(self.image).to(self.device).permute(2, 0, 1)[None].float()
+        fil = torch.from_numpy(self.fill).to(self.device).permute(2, 0, 1)[None]
+        pix = (img * (1 - m) + fil * m).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return self.embedder.preprocess(list(pix))
+
+    @torch.no_grad()
+    def embed(self, masks: torch.Tensor | np.ndarray | Callable[[slice], torch.Tensor], n: int | None = None,
+              progress: Callable[[int, int], Any] | None = None) -> torch.Tensor:  # fmt: skip
+        if callable(masks):
+            if n is None:
+                raise ValueError("n is needed when masks is a callable")
+            get = masks
+        else:
+            t = torch.as_tensor(masks)
+            n = int(t.shape[0])
+
+            def get(sl: slice, t: torch.Tensor = t) -> torch.Tensor:
+                return t[sl]
+
+        out = []
+        done = 0
+        for sl in batches(n, self.batch_size):
+            out.append(self.embedder.embed(self.compose(get(sl))).float().cpu())
+            done += sl.stop - sl.start
+            STATS.forward_passes += sl.stop - sl.start
+            if progress is not None:
+                progress(done, n)
+        return torch.cat(out) if out else torch.zeros((0, self.embedder.embedding_dim))
+
+    @torch.no_grad()
+    def reference(self) -> torch.Tensor:
+        """Embedding of the unperturbed face (one forward pass)."""
+        return self.embed(torch.zeros((1, self.size, self.size)))[0]
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+@torch.no_grad()
+def embed_faces(embedder: FaceEmbedder, images: list[np.ndarray], batch_size: int | None = None) -> torch.Tensor:
+    """Unperturbed embeddings of crops (counted as forward passes), ``(N, D)`` on the CPU."""
+    size = int(embedder.input_size)
+    crops = [crop_at_input_size(np.asarray(im), size) for im in images]
+    bs = int(batch_size or getattr(embedder, "batch_size", 16))
+    out = [F.normalize(embedder.embed(embedder.preprocess(crops[sl])).float(), dim=1).cpu() for sl in batches(len(crops), bs)]
+    STATS.forward_passes += len(crops)
+    return torch.cat(out)

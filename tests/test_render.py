@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from core import render
+
+
+def _face() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(30, 220, size=(32, 32, 3), dtype=np.uint8)
+
+
+def test_blend_keeps_the_lightness_and_colours_by_sign():
+    img = _face()
+    m = np.zeros((32, 32), np.float32)
+    m[:, :16] = 1.0  # similar: green
+    m[:, 16:] = -1.0  # dissimilar: red
+    out = render.blend_signed(img, m)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    l_in = cv2.cvtColor(img.astype(np.float32) / 255, cv2.COLOR_RGB2HLS)[..., 1]
+    l_out = cv2.cvtColor(out.astype(np.float32) / 255, cv2.COLOR_RGB2HLS)[..., 1]
+    assert np.abs(l_in - l_out).max() < 0.01  # Algorithm 2 keeps the face's lightness
+    left, right = out[:, :16].astype(int), out[:, 16:].astype(int)
+    assert (left[..., 1] > left[..., 0]).mean() > 0.95  # green dominates
+    assert (right[..., 0] > right[..., 1]).mean() > 0.95  # red dominates
+
+
+def test_colour_map_ends_and_middle():
+    c = render.diverging_colours(np.array([-1.0, 0.0, 1.0]))
+    assert c[0, 0] > c[0, 1] and c[2, 1] > c[2, 0]  # red, then green
+    assert np.all(c[1] > 0.7)  # pale in the middle
+
+
+def test_normalisation_and_overlay():
+    m = np.array([[-2.0, 1.0], [0.0, 0.5]])
+    n = render.normalise_signed(m)
+    assert n.min() == -1 and n[1, 0] == 0
+    assert render.normalise_unsigned(np.ones((2, 2))).max() == 0
+    img = _face()
+    out = render.heat_overlay(img, np.random.default_rng(1).random((8, 8)))  # resized to the face
+    assert out.shape == img.shape
+    both = render.side_by_side([img, out, img[:16, :16]])
+    assert both.shape[0] == 32 and both.shape[1] == 32 + 4 + 32 + 4 + 32
