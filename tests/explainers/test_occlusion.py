@@ -140,6 +140,7 @@ def test_patch_colours_change_the_fill(toy):
     assert (np.abs(maps["noise"]) > 0).any()
 
 
+@pytest.mark.needs_data
 def test_real_face_batched_equals_unbatched(runner, obama_pair):
     emb = runner.embedder
     params = XMapParams.from_knobs(preset="fast")

@@ -7,6 +7,7 @@ import torch
 from core.explainers import perturb
 
 
+@pytest.mark.needs_data
 def test_composing_after_preprocess_equals_composing_pixels(runner, obama_pair):
     emb = runner.embedder
     assert perturb.affine_preprocess(emb)
@@ -27,6 +28,7 @@ def test_composing_after_preprocess_equals_composing_pixels(runner, obama_pair):
         torch.testing.assert_close(fast, slow, atol=1e-4, rtol=0)
 
 
+@pytest.mark.needs_data
 def test_grey_fill_is_exact_between_levels(runner, obama_pair):
     p = perturb.Perturber(runner.embedder, obama_pair.a.image, "grey")
     lo = runner.embedder.preprocess([np.full((112, 112, 3), 127, np.uint8)])

@@ -107,6 +107,7 @@ def test_explainer_contract(toy, toy_pair):
         removal.RemovalExplainer("triple_removal")
 
 
+@pytest.mark.needs_data
 def test_real_pair_removal_fast_preset(runner, obama_pair):
     perturb.clear_cache()
     a, b = removal.minplus_pair(obama_pair, runner.embedder, RemovalParams.from_knobs(preset="fast"), batch_size=32)
