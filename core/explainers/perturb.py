@@ -19,7 +19,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models.base import chunks
 from ..types import FaceEmbedder
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ class Perturber:
 
         out = []
         done = 0
-        for sl in batches(n, self.batch_size):
+        for sl in chunks(n, self.batch_size):
             out.append(self.embedder.embed(self.compose(get(sl))).float().cpu())
             done += sl.stop - sl.start
             STATS.forward_passes += sl.stop - sl.start
@@ -257,17 +258,12 @@ class Perturber:
         return self.embed(torch.zeros((1, self.size, self.size)))[0]
 
 
-def batches(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
-
-
 @torch.no_grad()
 def embed_faces(embedder: FaceEmbedder, images: list[np.ndarray], batch_size: int | None = None) -> torch.Tensor:
     """Unperturbed embeddings of crops (counted as forward passes), ``(N, D)`` on the CPU."""
     size = int(embedder.input_size)
     crops = [crop_at_input_size(np.asarray(im), size) for im in images]
     bs = int(batch_size or getattr(embedder, "batch_size", 16))
-    out = [F.normalize(embedder.embed(embedder.preprocess(crops[sl])).float(), dim=1).cpu() for sl in batches(len(crops), bs)]
+    out = [F.normalize(embedder.embed(embedder.preprocess(crops[sl])).float(), dim=1).cpu() for sl in chunks(len(crops), bs)]
     STATS.forward_passes += len(crops)
     return torch.cat(out)
