@@ -181,42 +181,25 @@ def forward_passes(methods: list[str] | tuple[str, ...], input_size: int, **knob
     return out
 
 
-def _xmap(method: int) -> Callable[[], Explainer]:
-    def make() -> Explainer:
-        from .explainers.occlusion import XMapExplainer
+def _lazy(module: str, attr: str, *args: Any) -> Callable[..., Any]:
+    """A callable that imports ``core.explainers.<module>.<attr>`` on first use and calls it
+    with ``args`` plus its own arguments (explainer factories and cost functions)."""
 
-        return XMapExplainer(method)
+    def call(*more: Any, **knobs: Any) -> Any:
+        from importlib import import_module
 
-    return make
+        return getattr(import_module(f".explainers.{module}", __package__), attr)(*args, *more, **knobs)
 
-
-def _xmap_cost(input_size: int, **knobs: Any) -> tuple[str, int]:
-    from .explainers.occlusion import forward_passes as cost
-
-    return cost(input_size, **knobs)
-
-
-def _removal(method: str) -> Callable[[], Explainer]:
-    def make() -> Explainer:
-        from .explainers.removal import RemovalExplainer
-
-        return RemovalExplainer(method)
-
-    return make
-
-
-def _removal_cost(input_size: int, **knobs: Any) -> tuple[str, int]:
-    from .explainers.removal import forward_passes as cost
-
-    return cost(input_size, **knobs)
+    return call
 
 
 _BLACKBOX = frozenset({"blackbox"})
 for _m, _what in ((1, "each occlusion of one face against the mean of all occlusions of the other"),
                   (2, "each occlusion of one face against the other, unoccluded face"),
                   (3, "co-located occlusions of both faces; one map shared by both")):  # fmt: skip
-    register_explainer(ExplainerSpec(f"xmap{_m}", f"X-Map {'I' * _m} (occlusion)", _xmap(_m), _BLACKBOX,
-                                     f"Knoche et al. occlusion map, method {_m}: {_what}.", _xmap_cost, "occlusion"))  # fmt: skip
+    register_explainer(ExplainerSpec(f"xmap{_m}", f"X-Map {'I' * _m} (occlusion)", _lazy("occlusion", "XMapExplainer", _m), _BLACKBOX,
+                                     f"Knoche et al. occlusion map, method {_m}: {_what}.",
+                                     _lazy("occlusion", "forward_passes"), "occlusion"))  # fmt: skip
 for _name, _label, _what in (
     ("single_removal", "Single removal", "similarity drop when each region alone is hidden"),
     ("greedy_removal", "Greedy removal", "regions hidden one at a time, each time the one that lowers the similarity most"),
@@ -224,5 +207,5 @@ for _name, _label, _what in (
     ("greedy_aggregation", "Greedy aggregation", "regions shown one at a time, each time the one that raises the similarity most"),
     ("minplus_average", "Removal/aggregation average", "the mean of the four removal and aggregation maps (MinPlus)"),
 ):
-    register_explainer(ExplainerSpec(_name, _label, _removal(_name), _BLACKBOX,
-                                     f"Mery & Morris black-box saliency: {_what}.", _removal_cost, "removal"))  # fmt: skip
+    register_explainer(ExplainerSpec(_name, _label, _lazy("removal", "RemovalExplainer", _name), _BLACKBOX,
+                                     f"Mery & Morris black-box saliency: {_what}.", _lazy("removal", "forward_passes"), "removal"))  # fmt: skip

@@ -76,13 +76,7 @@ class XMapParams:
 
     @classmethod
     def from_knobs(cls, **knobs: Any) -> XMapParams:
-        preset = knobs.get("preset") or "full"
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
-        base = dict(PRESETS[preset])
-        for k in ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "seed"):
-            if knobs.get(k) is not None:
-                base[k] = knobs[k]
+        preset, base = perturb.preset_knobs(PRESETS, ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "seed"), knobs)
         if isinstance(base["patch_sizes"], (int, float)):
             base["patch_sizes"] = (int(base["patch_sizes"]),)
         p = cls(patch_sizes=tuple(int(x) for x in base["patch_sizes"]), stride=int(base["stride"]),

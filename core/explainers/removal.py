@@ -88,13 +88,7 @@ class RemovalParams:
 
     @classmethod
     def from_knobs(cls, **knobs: Any) -> RemovalParams:
-        preset = knobs.get("preset") or "full"
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
-        base: dict[str, Any] = dict(PRESETS[preset])
-        for k in ("region_size", "grid_step", "steps", "hide", "stop_score", "seed"):
-            if knobs.get(k) is not None:
-                base[k] = knobs[k]
+        preset, base = perturb.preset_knobs(PRESETS, ("region_size", "grid_step", "steps", "hide", "stop_score", "seed"), knobs)
         hide = base.get("hide", "black")
         p = cls(region_size=int(base["region_size"]), grid_step=int(base["grid_step"]), steps=int(base["steps"]),
                 hide=tuple(hide) if isinstance(hide, list) else hide, stop_score=float(base.get("stop_score", 0.01)),
