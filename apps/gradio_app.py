@@ -62,8 +62,21 @@ def cost_text(runner: Runner, methods: list[str] | None, preset: str) -> str:
             f"(preset: {preset}; methods of one family share theirs; reruns come from the cache).")  # fmt: skip
 
 
-def explanation_panels(res) -> list[dict[str, Any]]:
-    """One panel per method: both faces' maps side by side, its runtime, its words or its error."""
+def faithfulness_words(scores: dict[str, float] | None, random: dict[str, float] | None) -> str:
+    """The deletion score of one method on this pair, next to the random map's."""
+    if not scores:
+        return ""
+    text = f"deletion score {scores['deletion_auc']:+.3f}"
+    if random:
+        text += f" (random map {random['deletion_auc']:+.3f}; lower is more faithful)"
+    return text
+
+
+def explanation_panels(res, faithfulness: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
+    """One panel per method: both faces' maps side by side, its runtime, its deletion score
+    on this pair (when measured), its words or its error."""
+    faithfulness = faithfulness or {}
+    random = faithfulness.get("random")
     panels = []
     faces = [f.image for f in res.pair]
     for e in res.explanations:
@@ -74,25 +87,39 @@ def explanation_panels(res) -> list[dict[str, Any]]:
             preset = e.extras.get("preset")
             fp = int(e.scores.get("forward_passes", 0))
             panel["caption"] = f"{e.label}: {e.runtime_s:.1f} s, {fp} forward passes" + (f", preset {preset}" if preset else "")
+            panel["faithfulness"] = faithfulness.get(e.method)
+            deletion = faithfulness_words(panel["faithfulness"], random)
+            if deletion:
+                panel["caption"] += f"; {deletion}"
         panels.append(panel)
     return panels
 
 
 def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarray | None, methods: list[str] | None = None,
-                  preset: str = "fast", progress: Any = None) -> dict[str, Any]:  # fmt: skip
+                  preset: str = "fast", progress: Any = None, deletion_scores: bool = True,
+                  gallery: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Everything the page shows for one pair. Errors come back as a message, not a raise;
-    a method that fails shows its error in its own panel while the others still show."""
+    a method that fails shows its error in its own panel while the others still show.
+    ``deletion_scores`` adds each map's deletion score on this pair (and a random map's);
+    ``gallery`` (a folder or identities CSV) is what SDD compares against."""
     if image_a is None or image_b is None:
         return {"ok": False, "message": "Upload two photos, one on each side."}
+    knobs: dict[str, Any] = {"preset": preset}
+    if gallery:
+        knobs["gallery"] = gallery
     try:
-        res = runner.explain(image_a, image_b, methods=methods or (), progress=progress, preset=preset)
+        res = runner.explain(image_a, image_b, methods=methods or (), progress=progress, **knobs)
+        if progress is not None and deletion_scores and res.explanations:
+            progress(1.0, "measuring the deletion scores")
+        faith = runner.faithfulness(res) if deletion_scores else {}
     except XFVError as e:
         return {"ok": False, "message": f"Could not compare these photos: {e}"}
     verdict = verdict_sentence(res)
     details = res.to_dict()
     for e in details["explanations"]:
         e["extras"].pop("regions", None)  # shown as sentences; the full tables are in the CLI's JSON
-    panels = explanation_panels(res)
+    panels = explanation_panels(res, faith)
+    details["faithfulness"] = faith
     words = []
     for p in panels:
         if p["error"]:
@@ -112,14 +139,20 @@ def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarra
     }
 
 
-def build_demo(runner: Runner | None = None):
-    """The ``gr.Blocks`` app over one ``Runner`` (the offline default model if none)."""
+def build_demo(runner: Runner | None = None, gallery: str | None = None):
+    """The ``gr.Blocks`` app over one ``Runner`` (the offline default model if none).
+    ``gallery`` (default: the ``XFV_GALLERY`` environment variable) is the folder or
+    identities CSV SDD takes its competing identities from."""
+    import os
+
     import gradio as gr
 
     runner = runner or Runner()
+    sdd_gallery = gallery or os.environ.get("XFV_GALLERY") or None
 
-    def on_compare(a, b, methods, preset, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
-        out = compare_faces(runner, a, b, methods, preset, progress=lambda f, msg: progress(f, desc=msg))
+    def on_compare(a, b, methods, preset, scores, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+        out = compare_faces(runner, a, b, methods, preset, progress=lambda f, msg: progress(f, desc=msg), deletion_scores=bool(scores),
+                            gallery=sdd_gallery)  # fmt: skip
         if not out["ok"]:
             return out["message"], "", {}, None, None, [], ""
         return out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"], out["gallery"], out["words"]
@@ -132,6 +165,7 @@ def build_demo(runner: Runner | None = None):
         with gr.Row():
             methods = gr.CheckboxGroup(method_choices(), value=["xmap3"], label="Explanation methods", elem_id="methods")
             preset = gr.Radio([(v, k) for k, v in PRESETS.items()], value="fast", label="Preset", elem_id="preset")
+            scores = gr.Checkbox(value=True, label="Deletion score of each map on this pair (against a random map)", elem_id="deletion")
         cost = gr.Markdown(cost_text(runner, ["xmap3"], "fast"), elem_id="cost")
         compare = gr.Button("Compare", variant="primary")
         verdict = gr.Markdown(elem_id="verdict")
@@ -145,6 +179,6 @@ def build_demo(runner: Runner | None = None):
         details = gr.JSON(label="Details (model, weights hash, threshold, parameters, timings, scores)")
         for control in (methods, preset):
             control.change(lambda m, p: cost_text(runner, m, p), [methods, preset], cost)
-        compare.click(on_compare, [img_a, img_b, methods, preset], [verdict, bar, details, crop_a, crop_b, gallery, words],
+        compare.click(on_compare, [img_a, img_b, methods, preset, scores], [verdict, bar, details, crop_a, crop_b, gallery, words],
                       concurrency_limit=1)  # fmt: skip
     return demo

@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {verify,explain,calibrate,eval,models,methods} ...``.
+"""Command line: ``python -m core {verify,explain,map-stats,faithfulness,calibrate,eval,models,methods} ...``.
 
 Examples::
 
@@ -6,6 +6,7 @@ Examples::
     python -m core explain a.jpg b.jpg --methods xmap3,single_removal --out out/ --preset fast
     python -m core explain a.jpg b.jpg --methods xmap1,xmap2,xmap3 --cost
     python -m core map-stats ../shared/data/faces/deepface/pairs.csv --methods xmap1,xmap2,xmap3 --per-label 10
+    python -m core faithfulness ../shared/data/faces/deepface/pairs.csv --methods xmap3,single_removal --per-label 10 --csv out/faith.csv
     python -m core calibrate ../shared/data/faces/deepface/identities.csv --images ../shared/data/faces/deepface
     python -m core eval ../shared/data/faces/deepface/pairs.csv --images ../shared/data/faces/deepface
     python -m core models
@@ -104,9 +105,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Explainer knobs taken from the command line when given (SDD's gallery, sdd_mode and
+#: competitors included; explainers ignore the knobs they do not know).
+_KNOB_NAMES = ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "region_size", "grid_step", "steps", "hide",
+               "gallery", "sdd_mode", "competitors")  # fmt: skip
+
+
 def _knobs(args: argparse.Namespace) -> dict:
     knobs = {"preset": args.preset, "batch_size": args.batch_size, "seed": args.seed}
-    for k in ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "region_size", "grid_step", "steps", "hide"):
+    for k in _KNOB_NAMES:
         v = getattr(args, k, None)
         if v is not None:
             knobs[k] = v
@@ -207,6 +214,75 @@ def cmd_map_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fill_arg(value: str) -> str | float:
+    """A hiding value: a name (black, grey, white, noise, mean) or a grey level."""
+    from .explainers.perturb import check_fill
+
+    fill: str | float = value
+    with contextlib.suppress(ValueError):
+        fill = float(value)
+    try:
+        return check_fill(fill)  # type: ignore[return-value]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _steps_arg(value: str) -> int:
+    n = int(value)
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"at least 2 steps are needed (0 and 100 %), got {n}")
+    return n
+
+
+def _share_arg(value: str) -> float:
+    f = float(value)
+    if not 0.0 < f <= 1.0:
+        raise argparse.ArgumentTypeError(f"the share must be in (0, 1], got {f}")
+    return f
+
+
+def cmd_faithfulness(args: argparse.Namespace) -> int:
+    import math
+
+    import numpy as np
+
+    from .evaluate.faithfulness import faithfulness
+    from .evaluate.maps import pick_pairs
+
+    pairs, _ = read_labelled_pairs(args.csv)
+    pairs = pick_pairs(pairs, args.per_label)
+    if args.methods:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    else:
+        from .registry import explainer_names, explainer_spec
+
+        methods = [m for m in explainer_names() if args.gallery or explainer_spec(m).family != "sdd"]
+        if not args.gallery:
+            logging.warning("SDD needs --gallery; measuring the other methods")
+    knobs = _knobs(args)
+    batch_size, seed = knobs.pop("batch_size", None), knobs.pop("seed", 0)
+    rep = faithfulness(_runner(args), pairs, args.images, args.csv, methods, fractions=np.linspace(0.0, 1.0, args.curve_steps),
+                       top_share=args.top_share, fill=args.fill, seed=seed, batch_size=batch_size, progress=not args.quiet,
+                       **knobs)  # fmt: skip
+    written = rep.to_csv(args.csv_out) if args.csv_out else None
+    if args.json:
+
+        def clean(row: dict) -> dict:
+            return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+        out = {"rows": [clean(r) for r in rep.rows()], "curves": [clean(r) for r in rep.curves()],
+               "fractions": rep.fractions.tolist(), "top_share": rep.top_share, "fill": args.fill,
+               "failed_pairs": [{"file_x": p.file_x, "file_y": p.file_y, "error": why} for p, why in rep.failed]}  # fmt: skip
+        print(json.dumps(out, indent=2))
+        return 0
+    print(rep.table())
+    if rep.failed:
+        print(f"{len(rep.failed)} of {len(pairs)} pairs had no face and were left out")
+    if written is not None:
+        print(f"wrote {written[0]} and {written[1]}")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from .registry import explainer_names, explainer_spec
 
@@ -235,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--model", default=DEFAULT_MODEL, choices=model_names(), help="face model (default: %(default)s)")
         sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: %(default)s)")
+
+    def sdd_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--gallery", help="SDD: a gallery folder or identities CSV of competitor faces")
+        sp.add_argument("--sdd-mode", choices=("verification", "identification"), help="SDD: what the map explains")
+        sp.add_argument("--competitors", type=int, help="SDD: how many gallery competitors to use")
 
     v = sub.add_parser("verify", help="compare two face photos")
     v.add_argument("image_a")
@@ -268,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--grid-step", type=int, help="removal/aggregation region spacing at 256 px")
     x.add_argument("--steps", type=int, help="greedy removal/aggregation steps")
     x.add_argument("--hide", help="removal/aggregation hiding value: black, grey, white, noise, mean or a grey level")
+    sdd_args(x)
     x.add_argument("--threshold", type=float)
     x.add_argument("--calibration")
     x.add_argument("--cost", action="store_true", help="only print how many forward passes the methods cost")
@@ -286,9 +368,38 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--threshold", type=float)
     st.add_argument("--calibration")
+    sdd_args(st)
     st.add_argument("--json", action="store_true")
     st.add_argument("-q", "--quiet", action="store_true")
     st.set_defaults(func=cmd_map_stats)
+
+    fa = sub.add_parser(
+        "faithfulness",
+        help="deletion / insertion, confidence drop, recall / TNR and FAME faithfulness of the maps, against random maps",
+    )
+    fa.add_argument("csv", help="file_x,file_y,same pairs CSV (or file,identity CSV)")
+    fa.add_argument("--images", help="folder the file names are relative to (default: the CSV's folder)")
+    model_args(fa)
+    fa.add_argument("--methods", help="comma-separated methods (default: every registered method; the SDD ones only with --gallery); "
+                                      "the 'random' baseline is always added")  # fmt: skip
+    fa.add_argument("--per-label", type=int, help="use only the first N genuine and N impostor pairs")
+    fa.add_argument("--preset", choices=("fast", "full"), default="fast", help="explainer settings (default: %(default)s)")
+    fa.add_argument("--steps", dest="curve_steps", metavar="N", type=_steps_arg, default=11,
+                    help="fractions of the curves, evenly from 0 to 100 %% (default: %(default)s, FAME's)")  # fmt: skip
+    fa.add_argument(
+        "--top-share", type=_share_arg, default=0.2, help="share hidden for the confidence drop and prediction change (default: %(default)s)"
+    )
+    fa.add_argument("--fill", type=_fill_arg, default="black",
+                    help="what hidden pixels become: black, grey, white, noise, mean or a grey level (default: %(default)s)")  # fmt: skip
+    fa.add_argument("--batch-size", type=int, help="images per forward pass (a cost knob; results do not change)")
+    fa.add_argument("--seed", type=int, default=0, help="seed of the random baseline, the tie order and the noise fill")
+    fa.add_argument("--threshold", type=float, help="decision threshold on cosine similarity (default: the calibration's)")
+    fa.add_argument("--calibration", help="calibration JSON (default: assets/calibration/MODEL.json)")
+    sdd_args(fa)
+    fa.add_argument("--csv", dest="csv_out", metavar="OUT", help="write the rows to OUT and the curves to OUT with _curves before the suffix")
+    fa.add_argument("--json", action="store_true", help="print rows and curves as JSON")
+    fa.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    fa.set_defaults(func=cmd_faithfulness)
 
     ms = sub.add_parser("methods", help="list the explanation methods")
     ms.set_defaults(func=cmd_methods)

@@ -123,7 +123,7 @@ def _sface(device: torch.device) -> FaceEmbedder:
 
     # OpenCV's FaceRecognizerSF feeds the network RGB (blobFromImage with swapRB=true).
     return TorchEmbedder("sface", load_sface_module(), 112, 128, channel_order="RGB", device=device,
-                         weights_sha256=ONNX_SHA256, feature_layer="features", channels_last=True)  # fmt: skip
+                         weights_sha256=ONNX_SHA256, feature_layer="features", head="head", channels_last=True)  # fmt: skip
 
 
 def _facenet(device: torch.device) -> FaceEmbedder:
@@ -209,3 +209,27 @@ for _name, _label, _what in (
 ):
     register_explainer(ExplainerSpec(_name, _label, _lazy("removal", "RemovalExplainer", _name), _BLACKBOX,
                                      f"Mery & Morris black-box saliency: {_what}.", _lazy("removal", "forward_passes"), "removal"))  # fmt: skip
+
+
+def _fixed_cost(key: str, n: int) -> Callable[..., tuple[str, int]]:
+    def cost(input_size: int, **knobs: Any) -> tuple[str, int]:
+        return key, n
+
+    return cost
+
+
+_GRADIENTS = frozenset({"gradients"})
+for _name, _label, _what in (
+    ("cam", "CAM (exact decomposition)", "each location's exact share of the cosine similarity, from the model's affine head"),
+    ("grad_cam", "Grad-CAM", "activations weighted by the mean gradient of the similarity to the other face"),
+    ("grad_cam_pp", "Grad-CAM++", "activations weighted by positive gradients with Grad-CAM++ pixel weights"),
+):
+    register_explainer(ExplainerSpec(_name, _label, _lazy("cam", "CamExplainer", _name), _GRADIENTS, f"{_label}: {_what}.",
+                                     _fixed_cost(_name, 4), "cam"))  # fmt: skip
+# SDD's family "sdd" marks the methods that need a gallery (knob ``gallery``)
+for _name, _label, _mode, _what in (
+    ("sdd", "SDD CAM (verification)", None, "the other face's CAM scaled against the CAMs of the most similar gallery identities"),
+    ("sdd_identification", "SDD CAM (identification)", "identification", "each face's predicted gallery identity against the next ones"),
+):
+    register_explainer(ExplainerSpec(_name, _label, _lazy("sdd", "SDDExplainer", _mode), _GRADIENTS, f"{_label}: {_what} (needs a gallery).",
+                                     _fixed_cost(_name, 4), "sdd"))  # fmt: skip

@@ -169,6 +169,9 @@ class Runner:
                     "methods": methods, **{k: v for k, v in knobs.items() if _jsonable(v)}},
         )  # fmt: skip
         caps = model_capabilities(emb)
+        if isinstance(knobs.get("gallery"), (str, Path)) and any(_needs_gallery(m) for m in methods):
+            knobs = {**knobs, "gallery": self.gallery(knobs["gallery"])}
+        knobs.setdefault("decision_threshold", thr)
         regions: list | None = None
         n = max(1, len(methods))
         for i, m in enumerate(methods):
@@ -218,6 +221,29 @@ class Runner:
                 log.warning("no facial regions: %s", e)
                 out.append(None)
         return out
+
+    def faithfulness(self, result: PairResult, fill: str = "black", seed: int = 0) -> dict[str, dict[str, float]]:
+        """Deletion/insertion scores of each explanation of ``result`` on its own pair, and of
+        a random map (key ``"random"``), from ``core.evaluate.faithfulness``: the deletion
+        area is small when hiding the pixels a map ranks first changes the decision fast."""
+        from .evaluate.faithfulness import RANDOM, pair_faithfulness, random_pair_faithfulness
+
+        emb = self.embed([result.pair.a, result.pair.b])
+        out: dict[str, dict[str, float]] = {}
+        for e in result.explanations:
+            if e.ok and len(e.maps) == 2:
+                out[e.method] = pair_faithfulness(self.embedder, result.pair, e.maps, e.signed, result.threshold, fill=fill,
+                                                  seed=seed, embeddings=emb, method=e.method).scores()  # fmt: skip
+        if out:
+            out[RANDOM] = random_pair_faithfulness(self.embedder, result.pair, result.threshold, fill=fill, seed=seed, embeddings=emb).scores()
+        return out
+
+    def gallery(self, source: str | Path, images: str | Path | None = None, progress: bool = False) -> Any:
+        """The embedded gallery of a folder of identity sub-folders or an identities CSV
+        (``core.gallery.Gallery``), embedded once per model and cached."""
+        from .gallery import load_gallery
+
+        return load_gallery(self, source, images, progress)
 
     def forward_passes(self, methods: Iterable[str], **knobs: Any) -> dict[str, int]:
         """What a set of methods costs on one pair, in forward passes of the model, before
@@ -287,6 +313,13 @@ def _add_region_table(exp: Explanation, masks: list) -> None:
         exp.text.extend(region_sentences(rows, method_label=who, signed=exp.signed))
     exp.extras["regions"] = tables
     exp.extras["region_landmarks"] = [None if rm is None else rm.source for rm in masks]
+
+
+def _needs_gallery(method: str) -> bool:
+    try:
+        return explainer_spec(method).family == "sdd"
+    except XFVError:
+        return False
 
 
 def _sub_progress(progress: Callable[[float, str], Any], start: float, width: float, method: str) -> Callable[[float, str], Any]:

@@ -141,3 +141,85 @@ def test_explain_cost_only(capsys):
 def test_explain_unknown_method_is_reported(capsys):
     assert main(["explain", "a.jpg", "b.jpg", "--methods", "xmap9", "--cost"]) == 2
     assert "unknown explanation method" in capsys.readouterr().err
+
+
+def test_faithfulness_command_passes_knobs_and_writes_csv(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from core import __main__ as cli
+    from core.evaluate import faithfulness as fm
+
+    from .evaluate.test_faithfulness import FACES, FakeRunner
+
+    runner = FakeRunner(FACES)
+    monkeypatch.setattr(cli, "_runner", lambda args: runner)
+    seen = {}
+    real = fm.faithfulness
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fm, "faithfulness", spy)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_x,file_y,same\nbright.png,bright2.png,1\nbright.png,dim.png,0\nbright.png,noface.png,1\n")
+    out = tmp_path / "faith.csv"
+    argv = ["faithfulness", str(pairs), "--methods", "region,boom", "--gallery", "gal/", "--sdd-mode", "identification",
+            "--competitors", "3", "--fill", "128", "--steps", "6", "--top-share", "0.4", "--batch-size", "2", "--seed", "5",
+            "--csv", str(out), "-q"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    methods, knobs = runner.calls[0]
+    assert methods == ["region", "boom"]
+    assert knobs == {"preset": "fast", "gallery": "gal/", "sdd_mode": "identification", "competitors": 3, "seed": 5, "batch_size": 2}
+    assert seen["fill"] == 128.0 and isinstance(seen["fill"], float) and seen["top_share"] == 0.4
+    assert np.allclose(seen["fractions"], np.linspace(0, 1, 6))
+    lines = text.splitlines()
+    assert [line.split()[0] for line in lines[2:5]] == ["region", "boom", "random"]
+    assert "1 of 3 pairs had no face" in text and str(out) in text
+    assert out.is_file() and (tmp_path / "faith_curves.csv").is_file()
+
+    data = _json(capsys, ["faithfulness", str(pairs), "--methods", "region,boom", "--per-label", "1", "--json", "-q"])
+    assert [r["method"] for r in data["rows"]] == ["region", "boom", "random"]
+    assert data["rows"][1]["deletion_auc"] is None and data["rows"][1]["n_failed"] == 2
+    assert len(data["failed_pairs"]) == 0 and data["fractions"][0] == 0.0 and len(data["fractions"]) == 11
+
+
+@pytest.mark.parametrize("command", [["explain", "a.jpg", "b.jpg"], ["map-stats", "pairs.csv"], ["faithfulness", "pairs.csv"]])
+def test_sdd_knobs_reach_the_explainers(command):
+    from core.__main__ import _knobs, build_parser
+
+    steps = [] if command[0] == "map-stats" else ["--steps", "7"]
+    args = build_parser().parse_args([*command, "--gallery", "g.csv", "--sdd-mode", "verification", "--competitors", "4", *steps])
+    knobs = _knobs(args)
+    assert knobs["gallery"] == "g.csv" and knobs["sdd_mode"] == "verification" and knobs["competitors"] == 4
+    # faithfulness's --steps counts curve points; elsewhere it is the greedy methods' steps
+    assert ("steps" in knobs) == (command[0] == "explain")
+
+
+def test_faithfulness_rejects_a_bad_fill(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["faithfulness", "pairs.csv", "--fill", "purple"])
+    assert e.value.code == 2 and "unknown fill" in capsys.readouterr().err
+
+
+def test_faithfulness_measures_every_method_by_default(tmp_path, monkeypatch):
+    from core import __main__ as cli
+    from core.registry import explainer_names
+
+    seen = {}
+
+    def fake(runner, pairs, images, csv, methods, **kwargs):
+        seen.setdefault("methods", []).append(list(methods))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli, "_runner", lambda args: None)
+    monkeypatch.setattr("core.evaluate.faithfulness.faithfulness", fake)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_x,file_y,same\na.png,b.png,1\n")
+    for extra in ([], ["--gallery", "g.csv"]):
+        with pytest.raises(SystemExit):
+            main(["faithfulness", str(pairs), "-q", *extra])
+    without, with_gallery = seen["methods"]
+    assert with_gallery == explainer_names()
+    assert without == [m for m in explainer_names() if not m.startswith("sdd")] and "cam" in without and "xmap3" in without

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -70,6 +70,7 @@ class TorchEmbedder:
         batch_size: int | None = None,
         weights_sha256: str | None = None,
         feature_layer: str | None = None,
+        head: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
         channels_last: bool = False,
     ) -> None:
         if channel_order not in ("RGB", "BGR"):
@@ -88,6 +89,7 @@ class TorchEmbedder:
         # On a CPU, large batches thrash the caches (measured: benchmarks/bench_embed.py)
         self.batch_size = int(batch_size or (16 if self.device.type == "cpu" else 128))
         self.feature_layer = feature_layer
+        self._head = head
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._weights_sha256 = weights_sha256
@@ -105,6 +107,14 @@ class TorchEmbedder:
         if self.feature_layer is None:
             return None
         return self.module.get_submodule(self.feature_layer)
+
+    def head(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """What the model does after ``features_module`` (the unnormalised embedding of the
+        last block's activations), when the model declares it: a submodule name or a callable.
+        CAM needs it to be affine in eval mode (checked where it is used)."""
+        if self._head is None or callable(self._head):
+            return self._head
+        return self.module.get_submodule(self._head)
 
     def preprocess(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
         if len(faces) == 0:

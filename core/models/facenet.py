@@ -28,8 +28,18 @@ def facenet_embedder(module: torch.nn.Module, device: str | torch.device | None 
     return TorchEmbedder(
         "facenet_vggface2", module, 160, 512,
         mean=(127.5, 127.5, 127.5), std=(128.0, 128.0, 128.0),
-        device=device, weights_sha256=weights_sha256, feature_layer="block8",
+        device=device, weights_sha256=weights_sha256, feature_layer="block8", head=_pooled_head(module),
     )  # fmt: skip
+
+
+def _pooled_head(m: torch.nn.Module):
+    """InceptionResnetV1 after block8: global average pooling, (dropout: identity in eval),
+    a bias-free linear layer and BatchNorm1d: affine, so CAM takes its pooled form."""
+
+    def head(a: torch.Tensor) -> torch.Tensor:
+        return m.last_bn(m.last_linear(m.avgpool_1a(a).flatten(1)))
+
+    return head
 
 
 def load_facenet(device: str | torch.device | None = "auto") -> TorchEmbedder:

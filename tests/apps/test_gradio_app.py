@@ -51,3 +51,16 @@ def test_cost_text_and_choices(runner):
     assert {"xmap1", "xmap3", "single_removal", "minplus_average"} <= set(keys)
     assert "forward passes" in cost_text(runner, ["xmap1", "xmap3"], "fast")
     assert "No explanation method" in cost_text(runner, [], "fast")
+
+
+@pytest.mark.needs_data
+def test_each_panel_shows_its_deletion_score(runner):
+    out = compare_faces(runner, load_image(MISC / "obama.jpg"), load_image(MISC / "obama2.jpg"), ["cam", "grad_cam", "sdd"], "fast")
+    cam, gcam, sdd = out["panels"]
+    for p in (cam, gcam):
+        assert "deletion score" in p["caption"] and "random map" in p["caption"]
+        assert set(p["faithfulness"]) >= {"deletion_auc", "insertion_auc", "confidence_drop_pct", "prediction_change_pct"}
+    assert sdd["error"] and "gallery" in sdd["error"]  # SDD without a gallery says what it needs
+    assert set(out["details"]["faithfulness"]) == {"cam", "grad_cam", "random"}
+    off = compare_faces(runner, load_image(MISC / "obama.jpg"), load_image(MISC / "obama2.jpg"), ["cam"], "fast", deletion_scores=False)
+    assert "deletion score" not in off["panels"][0]["caption"] and off["details"]["faithfulness"] == {}

@@ -49,3 +49,35 @@ def test_cost_counts_shared_embeddings_once():
     assert cost["total"] == cost["xmap1"] + cost["single_removal"]
     full = forward_passes(["xmap3"], 112)
     assert full["xmap3"] == 2 * (22 * 22 + 21 * 21 + 18 * 18) + 2  # p = 7, 14, 28 with s = 5, edges included
+
+
+GRADIENT = [n for n in explainer_names() if "gradients" in explainer_spec(n).requires]
+
+
+def test_the_gradient_families_are_registered():
+    assert set(GRADIENT) >= {"cam", "grad_cam", "grad_cam_pp", "sdd", "sdd_identification"}
+
+
+@pytest.mark.parametrize("name", GRADIENT)
+def test_gradient_explainer_contract(name):
+    from .test_cam import random_pair, tiny_sface
+    from .test_sdd import _gallery
+
+    pair = random_pair(3)
+    runs = []
+    for bs in (1, 2):
+        emb = tiny_sface(0, batch_size=bs)
+        knobs = {"gallery": _gallery(emb), "decision_threshold": 0.99, "competitors": 2, "batch_size": bs}
+        ex = explainer_spec(name).factory()
+        try:
+            exp = ex.explain(pair, emb, **knobs)
+        finally:
+            ex.close()
+        assert exp.ok and exp.method == name and exp.label
+        assert len(exp.maps) == 2
+        for m in exp.maps:
+            assert m.shape == (32, 32) and m.dtype == np.float32 and np.isfinite(m).all()
+        assert all(not m._forward_hooks and not m._backward_hooks for m in emb.module.modules())
+        runs.append(exp)
+    for x, y in zip(runs[0].maps, runs[1].maps, strict=True):  # batching is a cost knob only
+        np.testing.assert_allclose(x, y, atol=1e-5)
