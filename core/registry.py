@@ -225,11 +225,11 @@ for _name, _label, _what in (
     ("grad_cam_pp", "Grad-CAM++", "activations weighted by positive gradients with Grad-CAM++ pixel weights"),
 ):
     register_explainer(ExplainerSpec(_name, _label, _lazy("cam", "CamExplainer", _name), _GRADIENTS, f"{_label}: {_what}.",
-                                     _fixed_cost(_name, 4), "cam"))  # fmt: skip
+                                     _fixed_cost(_name, 2 if _name == "cam" else 4), "cam"))  # fmt: skip
 # SDD's family "sdd" marks the methods that need a gallery (knob ``gallery``)
 for _name, _label, _mode, _what in (
     ("sdd", "SDD CAM (verification)", None, "the other face's CAM scaled against the CAMs of the most similar gallery identities"),
     ("sdd_identification", "SDD CAM (identification)", "identification", "each face's predicted gallery identity against the next ones"),
 ):
     register_explainer(ExplainerSpec(_name, _label, _lazy("sdd", "SDDExplainer", _mode), _GRADIENTS, f"{_label}: {_what} (needs a gallery).",
-                                     _fixed_cost(_name, 4), "sdd"))  # fmt: skip
+                                     _fixed_cost(_name, 2), "sdd"))  # fmt: skip

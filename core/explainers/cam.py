@@ -38,6 +38,7 @@ from torch import nn
 from ..errors import MethodRequirementError
 from ..models.base import chunks
 from ..types import Explanation, FaceEmbedder, FacePair
+from .perturb import crop_at_input_size, embed_faces
 
 log = logging.getLogger(__name__)
 
@@ -195,15 +196,6 @@ def grad_cam_pp(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     return F.relu((w * acts).sum(1))
 
 
-def _pair_targets(pair: FacePair, embedder: FaceEmbedder, batch_size: int | None) -> tuple[list[np.ndarray], torch.Tensor]:
-    from .perturb import crop_at_input_size, embed_faces
-
-    size = int(embedder.input_size)
-    faces = [crop_at_input_size(f.image, size) for f in pair]
-    ref = embed_faces(embedder, faces, batch_size)
-    return faces, ref.flip(0)  # face a against b, face b against a
-
-
 class CamExplainer:
     """CAM, Grad-CAM or Grad-CAM++ of each face against the other face's embedding."""
 
@@ -218,10 +210,11 @@ class CamExplainer:
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
         bs = knobs.get("batch_size")
-        faces, targets = _pair_targets(pair, embedder, bs)
         size = int(embedder.input_size)
+        faces = [crop_at_input_size(f.image, size) for f in pair]
         if self.name == "cam":
             con = contributions(embedder, faces, bs)
+            targets = F.normalize(con.embedding, dim=1).flip(0)  # face a against b, face b against a
             grids = con.cam(targets)
             consts = con.constant(targets)
             sims = (F.normalize(con.embedding, dim=1) * F.normalize(targets, dim=1)).sum(1)
@@ -232,6 +225,7 @@ class CamExplainer:
                        "makes the faces similar, negative (red) makes them differ")  # fmt: skip
             signed = True
         else:
+            targets = embed_faces(embedder, faces, bs).flip(0)
             acts, grads, sims = gradients(embedder, faces, targets, bs)
             grids = grad_cam(acts, grads) if self.name == "grad_cam" else grad_cam_pp(acts, grads)
             maps = [upsample(g.numpy(), size) for g in grids]

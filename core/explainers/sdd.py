@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from ..errors import MethodRequirementError
 from ..types import Explanation, FaceEmbedder, FacePair
 from .cam import Contributions, contributions, upsample
+from .perturb import crop_at_input_size
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,6 @@ class SDDExplainer:
         self.label = "SDD CAM" + (" (identification)" if mode == "identification" else "")
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
-        from .perturb import crop_at_input_size
-
         mode = self.mode or knobs.get("sdd_mode") or "verification"
         if mode not in MODES:
             raise ValueError(f"sdd_mode must be one of {', '.join(MODES)}, got {mode!r}")
