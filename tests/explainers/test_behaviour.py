@@ -23,21 +23,28 @@ def _eye_band(face) -> tuple[slice, slice]:
     return slice(int(y - 0.35 * iod), int(y + 0.3 * iod)), slice(int(lx - 0.5 * iod), int(rx + 0.5 * iod) + 1)
 
 
-@pytest.mark.slow
-@pytest.mark.needs_data
-def test_cut_and_paste_eyes_are_explained_as_similar(runner):
-    """Paste the eye region of face B into face A (aligned crops share the template, so the
-    region is co-located): the method-3 X-Map of (A', B) is higher inside it than outside."""
+def _pasted_eyes(runner):
+    """obama (a), obama with biden's eye band pasted in (a2), biden (b), and the band's mask
+    (aligned crops share the template, so the band is co-located)."""
     a = runner.prepare(MISC / "obama.jpg")
     b = runner.prepare(MISC / "biden.jpg")
     rows, cols = _eye_band(a)
     pasted = a.image.copy()
     pasted[rows, cols] = b.image[rows, cols]
     a2 = type(a)(image=pasted, landmarks=a.landmarks, box=a.box, transform=a.transform)
+    inside = np.zeros(a.image.shape[:2], bool)
+    inside[rows, cols] = True
+    return a, a2, b, inside
+
+
+@pytest.mark.slow
+@pytest.mark.needs_data
+def test_cut_and_paste_eyes_are_explained_as_similar(runner):
+    """Paste the eye region of face B into face A (aligned crops share the template, so the
+    region is co-located): the method-3 X-Map of (A', B) is higher inside it than outside."""
+    a, a2, b, inside = _pasted_eyes(runner)
     perturb.clear_cache()
     maps = occlusion.xmaps(FacePair(a2, b), runner.embedder, (3,), occlusion.XMapParams())[3]["maps"]
-    inside = np.zeros(maps[0].shape, bool)
-    inside[rows, cols] = True
     assert maps[0][inside].mean() > maps[0][~inside].mean() + 0.1
     # without the paste, the eye band is not singled out that way
     perturb.clear_cache()
@@ -65,14 +72,7 @@ def test_genuine_pairs_have_higher_maps_than_impostor_pairs(runner):
 def test_cut_and_paste_eyes_raise_the_class_activation_maps(runner, method):
     """The cut-and-paste experiment for the gradient/activation maps: after pasting face B's
     eyes into face A, A's map (against B) rises inside the eye band relative to outside."""
-    a = runner.prepare(MISC / "obama.jpg")
-    b = runner.prepare(MISC / "biden.jpg")
-    rows, cols = _eye_band(a)
-    pasted = a.image.copy()
-    pasted[rows, cols] = b.image[rows, cols]
-    a2 = type(a)(image=pasted, landmarks=a.landmarks, box=a.box, transform=a.transform)
-    inside = np.zeros(a.image.shape[:2], bool)
-    inside[rows, cols] = True
+    a, a2, b, inside = _pasted_eyes(runner)
 
     def contrast(pair: FacePair) -> float:
         m = runner.explain(pair, methods=[method]).explanations[0].maps[0]
