@@ -114,6 +114,8 @@ class SDDExplainer:
         con = contributions(embedder, faces, knobs.get("batch_size"))
         emb = F.normalize(con.embedding, dim=1).numpy()
         maps, grids, details = [], [], []
+        # verification leaves out the photos of both faces, so both faces share one class set
+        shared = gallery.classes(exclude=[emb[0], emb[1]]) if mode == "verification" else None
         for i in range(2):
             probe, other = emb[i], emb[1 - i]
             if mode == "identification":
@@ -126,7 +128,7 @@ class SDDExplainer:
                 comp = order[1 : 1 + k]
             else:
                 thr = knobs.get("decision_threshold")
-                names, classes = gallery.classes(exclude=[probe, other])
+                names, classes = shared
                 sims = classes @ probe
                 allowed = np.ones(len(names), bool) if thr is None else classes @ other < float(thr)
                 order = [j for j in np.argsort(-sims) if allowed[j]]
