@@ -82,7 +82,7 @@ def explanation_panels(res, faithfulness: dict[str, dict[str, float]] | None = N
     for e in res.explanations:
         panel: dict[str, Any] = {"method": e.method, "label": e.label, "error": e.error, "text": list(e.text), "image": None}
         if e.ok and e.maps:
-            pics = [render_map(f, m, e.signed) for f, m in zip(faces, e.maps, strict=True)]
+            pics = [render_map(f, m, e.signed, e.extras.get("display")) for f, m in zip(faces, e.maps, strict=True)]
             panel["image"] = side_by_side(pics)
             preset = e.extras.get("preset")
             fp = int(e.scores.get("forward_passes", 0))

@@ -108,7 +108,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 #: Explainer knobs taken from the command line when given (SDD's gallery, sdd_mode and
 #: competitors included; explainers ignore the knobs they do not know).
 _KNOB_NAMES = ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "region_size", "grid_step", "steps", "hide",
-               "gallery", "sdd_mode", "competitors")  # fmt: skip
+               "gallery", "sdd_mode", "competitors", "heatmap", "masking")  # fmt: skip
 
 
 def _knobs(args: argparse.Namespace) -> dict:
@@ -167,7 +167,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         for exp, entry in zip(res.explanations, data["explanations"], strict=True):
             if not exp.ok or not exp.maps:
                 continue
-            pics = [render_map(f, m, exp.signed) for f, m in zip(faces, exp.maps, strict=True)]
+            pics = [render_map(f, m, exp.signed, exp.extras.get("display")) for f, m in zip(faces, exp.maps, strict=True)]
             files = {"a": save_png(out_dir / f"{exp.method}_a.png", pics[0]).name,
                      "b": save_png(out_dir / f"{exp.method}_b.png", pics[1]).name,
                      "pair": save_png(out_dir / f"{exp.method}_pair.png", side_by_side([faces[0], pics[0], pics[1], faces[1]])).name,
@@ -251,17 +251,23 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
 
     pairs, _ = read_labelled_pairs(args.csv)
     pairs = pick_pairs(pairs, args.per_label)
+    runner = _runner(args)
     if args.methods:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     else:
         from .registry import explainer_names, explainer_spec
+        from .runner import model_capabilities
 
-        methods = [m for m in explainer_names() if args.gallery or explainer_spec(m).family != "sdd"]
+        caps = model_capabilities(runner.embedder)
+        methods = [m for m in explainer_names() if explainer_spec(m).requires <= caps and (args.gallery or explainer_spec(m).family != "sdd")]
         if not args.gallery:
             logging.warning("SDD needs --gallery; measuring the other methods")
+        skipped = [m for m in explainer_names() if not explainer_spec(m).requires <= caps]
+        if skipped:
+            logging.warning("model '%s' cannot run %s; measuring the others", runner.embedder.name, ", ".join(skipped))
     knobs = _knobs(args)
     batch_size, seed = knobs.pop("batch_size", None), knobs.pop("seed", 0)
-    rep = faithfulness(_runner(args), pairs, args.images, args.csv, methods, fractions=np.linspace(0.0, 1.0, args.curve_steps),
+    rep = faithfulness(runner, pairs, args.images, args.csv, methods, fractions=np.linspace(0.0, 1.0, args.curve_steps),
                        top_share=args.top_share, fill=args.fill, seed=seed, batch_size=batch_size, progress=not args.quiet,
                        **knobs)  # fmt: skip
     written = rep.to_csv(args.csv_out) if args.csv_out else None
@@ -316,6 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--gallery", help="SDD: a gallery folder or identities CSV of competitor faces")
         sp.add_argument("--sdd-mode", choices=("verification", "identification"), help="SDD: what the map explains")
         sp.add_argument("--competitors", type=int, help="SDD: how many gallery competitors to use")
+        sp.add_argument(
+            "--heatmap",
+            choices=("verification", "attention"),
+            help="ViT methods: Correia et al.'s verification heatmap (default) or the raw attention maps",
+        )
+        sp.add_argument(
+            "--masking",
+            choices=("select", "oim", "um", "nium"),
+            help="ViT methods: pick the mask by SM+/SM- (default) or force one (nium: negative decisions only)",
+        )
 
     v = sub.add_parser("verify", help="compare two face photos")
     v.add_argument("image_a")

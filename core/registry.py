@@ -233,3 +233,12 @@ for _name, _label, _mode, _what in (
 ):
     register_explainer(ExplainerSpec(_name, _label, _lazy("sdd", "SDDExplainer", _mode), _GRADIENTS, f"{_label}: {_what} (needs a gallery).",
                                      _fixed_cost(_name, 2), "sdd"))  # fmt: skip
+for _name, _label, _what in (
+    ("vit_lrp", "ViT-LRP verification heatmap", "Chefer's relevance propagation with attention gradients"),
+    ("vit_lrp_nograd", "No-Grad ViT-LRP verification heatmap", "Chefer's relevance propagation without gradients"),
+    ("vit_rollout", "Rollout verification heatmap", "attention rollout"),
+):
+    register_explainer(ExplainerSpec(_name, _label, _lazy("vit_verification", "ViTExplainer", _name),
+                                     frozenset({"vit", "gradients"} if _name == "vit_lrp" else {"vit"}),
+                                     f"Correia et al.: the mask from both faces' {_what} maps that best explains the decision (ViT models).",
+                                     _fixed_cost(_name, 8), "vit"))  # fmt: skip

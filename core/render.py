@@ -71,9 +71,20 @@ def heat_overlay(image: np.ndarray, m: np.ndarray, alpha: float = 0.5) -> np.nda
     return cv2.addWeighted(jet, alpha, img, 1 - alpha, 0)
 
 
-def render_map(image: np.ndarray, m: np.ndarray, signed: bool) -> np.ndarray:
-    """The picture of one explanation map on its face."""
-    return blend_signed(image, m) if signed else heat_overlay(image, m)
+def lightness_overlay(image: np.ndarray, m: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """An unsigned map as a jet heat map over the face's lightness (grey): the display of
+    Correia et al.'s verification heatmaps, where warm colours mark the important regions."""
+    img = np.asarray(image, dtype=np.uint8)
+    grey = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    return heat_overlay(grey, m, alpha)
+
+
+def render_map(image: np.ndarray, m: np.ndarray, signed: bool, display: str | None = None) -> np.ndarray:
+    """The picture of one explanation map on its face; ``display="lightness"`` (an
+    explanation's ``extras["display"]``) lays an unsigned map over the face's lightness."""
+    if signed:
+        return blend_signed(image, m)
+    return lightness_overlay(image, m) if display == "lightness" else heat_overlay(image, m)
 
 
 def side_by_side(images: list[np.ndarray], gap: int = 4) -> np.ndarray:

@@ -8,6 +8,7 @@ the mouth corner on the image's right.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -180,7 +181,7 @@ class PairResult:
                 {
                     "method": e.method,
                     "label": e.label,
-                    "scores": e.scores,
+                    "scores": jsonable(e.scores),
                     "text": e.text,
                     "runtime_s": e.runtime_s,
                     "error": e.error,
@@ -194,13 +195,15 @@ class PairResult:
 
 def jsonable(value: Any, max_array: int = 64) -> Any:
     """A JSON-ready copy of nested extras: numpy scalars become numbers, small arrays lists;
-    large arrays (maps) are left out as a shape note."""
+    large arrays (maps) are left out as a shape note; NaN and infinities become None."""
     if isinstance(value, dict):
         return {str(k): jsonable(v, max_array) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v, max_array) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        return jsonable(value.item(), max_array)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN (e.g. an undefined score) and infinities are not JSON
     if isinstance(value, np.ndarray):
         return value.tolist() if value.size <= max_array else f"<array {value.dtype} {tuple(value.shape)}>"
     if isinstance(value, (str, int, float, bool)) or value is None:

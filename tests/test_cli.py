@@ -213,7 +213,13 @@ def test_faithfulness_measures_every_method_by_default(tmp_path, monkeypatch):
         seen.setdefault("methods", []).append(list(methods))
         raise SystemExit(0)
 
-    monkeypatch.setattr(cli, "_runner", lambda args: None)
+    from types import SimpleNamespace
+
+    from .explainers.test_cam import tiny_sface
+    from .explainers.test_vit_verification import tiny_clip_embedder
+
+    cnn = SimpleNamespace(embedder=tiny_sface(0))
+    monkeypatch.setattr(cli, "_runner", lambda args: cnn)
     monkeypatch.setattr("core.evaluate.faithfulness.faithfulness", fake)
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("file_x,file_y,same\na.png,b.png,1\n")
@@ -221,5 +227,10 @@ def test_faithfulness_measures_every_method_by_default(tmp_path, monkeypatch):
         with pytest.raises(SystemExit):
             main(["faithfulness", str(pairs), "-q", *extra])
     without, with_gallery = seen["methods"]
-    assert with_gallery == explainer_names()
-    assert without == [m for m in explainer_names() if not m.startswith("sdd")] and "cam" in without and "xmap3" in without
+    vit = ["vit_lrp", "vit_lrp_nograd", "vit_rollout"]
+    assert with_gallery == [m for m in explainer_names() if m not in vit]  # a CNN cannot run the ViT methods
+    assert without == [m for m in with_gallery if not m.startswith("sdd")] and "cam" in without and "xmap3" in without
+    monkeypatch.setattr(cli, "_runner", lambda args: SimpleNamespace(embedder=tiny_clip_embedder()))
+    with pytest.raises(SystemExit):
+        main(["faithfulness", str(pairs), "-q"])
+    assert set(vit) <= set(seen["methods"][-1]) and "xmap3" in seen["methods"][-1]

@@ -42,3 +42,18 @@ def test_normalisation_and_overlay():
     assert out.shape == img.shape
     both = render.side_by_side([img, out, img[:16, :16]])
     assert both.shape[0] == 32 and both.shape[1] == 32 + 4 + 32 + 4 + 32
+
+
+def test_lightness_overlay_ignores_the_faces_colours():
+    grey = np.full((16, 16, 3), 120, np.uint8)
+    tinted = grey.copy()
+    tinted[..., 0] += 40
+    tinted[..., 1] -= 20  # another colour, the same luma (0.299 * 40 = 0.587 * 20)
+    m = np.zeros((16, 16), np.float32)
+    m[4:8, 4:8] = 1.0
+    a, b = render.lightness_overlay(grey, m), render.lightness_overlay(tinted, m)
+    assert a.shape == grey.shape and a.dtype == np.uint8
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 3  # only the face's lightness shows through
+    assert (a[5, 5, 0] > a[5, 5, 2]) and (a[12, 12, 2] > a[12, 12, 0])  # hot inside the map, cold outside
+    np.testing.assert_array_equal(render.render_map(grey, m, False, "lightness"), a)
+    assert not np.array_equal(render.render_map(tinted, m, False), b)  # the default overlay keeps the colours

@@ -51,11 +51,13 @@ def test_cost_counts_shared_embeddings_once():
     assert full["xmap3"] == 2 * (22 * 22 + 21 * 21 + 18 * 18) + 2  # p = 7, 14, 28 with s = 5, edges included
 
 
-GRADIENT = [n for n in explainer_names() if "gradients" in explainer_spec(n).requires]
+GRADIENT = [n for n in explainer_names() if "gradients" in explainer_spec(n).requires and "vit" not in explainer_spec(n).requires]
+VIT = [n for n in explainer_names() if "vit" in explainer_spec(n).requires]  # contract: tests/explainers/test_vit_verification.py
 
 
 def test_the_gradient_families_are_registered():
     assert set(GRADIENT) >= {"cam", "grad_cam", "grad_cam_pp", "sdd", "sdd_identification"}
+    assert set(VIT) == {"vit_lrp", "vit_lrp_nograd", "vit_rollout"}
 
 
 @pytest.mark.parametrize("name", GRADIENT)
