@@ -467,7 +467,7 @@ def attention_maps(
     with instrument(spec) as trace, torch.enable_grad() if grads else torch.no_grad():
         inp = x.detach().requires_grad_(True) if grads else x
         out = model(inp)
-        if trace.output is None or trace.output.shape != out.shape or not torch.equal(trace.output, out):
+        if not isinstance(trace.output, torch.Tensor) or trace.output.shape != out.shape or not torch.equal(trace.output, out):
             raise MethodRequirementError("the model's output is not its ViT's output; explain the ViT itself")
         if target is None:
             scores = torch.zeros(out.shape[0], device=out.device)

@@ -285,3 +285,18 @@ def test_to_image_scales_each_map_to_unit_range():
     assert img.shape == (2, 8, 8)
     assert float(img[0].min()) == 0.0 and float(img[0].max()) == 1.0
     assert float(img[1].abs().max()) == 0.0  # a flat map has nothing to show
+
+
+def test_a_model_that_changes_the_vits_output_is_refused():
+    class Scaled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.vit = tiny_open_clip()
+
+        def forward(self, x):
+            return 2 * self.vit(x)
+
+    model = Scaled()
+    with pytest.raises(MethodRequirementError, match="not its ViT's output"):
+        V.attention_maps(model, torch.randn(1, 3, 32, 32), "rollout")
+    assert _no_instrumentation_left(model)
