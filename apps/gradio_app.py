@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from core import Runner, XFVError, confidence_words, verdict_sentence
+from core.errors import ModelUnavailableError
 from core.registry import explainer_names, explainer_spec
 from core.render import render_map, side_by_side
 
@@ -112,6 +113,17 @@ def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarra
         if progress is not None and deletion_scores and res.explanations:
             progress(1.0, "measuring the deletion scores")
         faith = runner.faithfulness(res) if deletion_scores else {}
+    except ModelUnavailableError as e:  # say which weights are missing; the measured geometry still shows
+        out = {"ok": False, "message": f"The model cannot run here: {e}", "words": ""}
+        try:
+            free = runner.explain_without_model(image_a, image_b, list(dict.fromkeys([*(methods or ()), "geometry"])))
+        except XFVError as why:
+            out["words"] = f"Nor could the photos be measured: {why}"
+            return out
+        out["words"] = "\n\n".join(
+            f"**{x.label}** (needs no model)" + "".join(f"\n- {t}" for t in x.text) if x.ok else f"**{x.label}**: failed: {x.error}" for x in free
+        )
+        return out
     except XFVError as e:
         return {"ok": False, "message": f"Could not compare these photos: {e}"}
     verdict = verdict_sentence(res)
@@ -154,7 +166,7 @@ def build_demo(runner: Runner | None = None, gallery: str | None = None):
         out = compare_faces(runner, a, b, methods, preset, progress=lambda f, msg: progress(f, desc=msg), deletion_scores=bool(scores),
                             gallery=sdd_gallery)  # fmt: skip
         if not out["ok"]:
-            return out["message"], "", {}, None, None, [], ""
+            return out["message"], "", {}, None, None, [], out.get("words", "")
         return out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"], out["gallery"], out["words"]
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:

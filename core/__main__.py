@@ -20,10 +20,12 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from .data import read_labelled_pairs
-from .errors import XFVError
+from .errors import ModelUnavailableError, XFVError
 from .registry import DEFAULT_MODEL, describe_models, model_names
+from .types import jsonable
 
 
 def _runner(args: argparse.Namespace):
@@ -124,6 +126,26 @@ def _knobs(args: argparse.Namespace) -> dict:
     return {k: v for k, v in knobs.items() if v is not None}
 
 
+def _without_model(runner: Any, args: argparse.Namespace, methods: list[str], knobs: dict, error: Exception) -> int:
+    """The model's weights are missing: say which and how to get them, then run the methods
+    that need no model (the measured geometry) so some words still show. Exit code 1."""
+    print(f"error: {error}", file=sys.stderr)
+    free = runner.explain_without_model(args.image_a, args.image_b, methods, **knobs)
+    if not free:
+        print("(none of the chosen methods runs without the model; 'geometry' does)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"error": str(error), "explanations": [{"method": e.method, "text": e.text, "error": e.error, "scores": e.scores,
+                                                               "extras": jsonable(e.extras)} for e in free]}, indent=2))  # fmt: skip
+        return 1
+    print(f"Without the model, only what needs no model: {', '.join(e.method for e in free)}.")
+    for e in free:
+        print(f"\n{e.label}:" + (f" failed: {e.error}" if not e.ok else ""))
+        for line in e.text:
+            print(f"  {line}")
+    return 1
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -154,6 +176,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     try:
         res = runner.explain(args.image_a, args.image_b, methods=methods, progress=progress, **knobs)
+    except ModelUnavailableError as e:
+        if bar is not None:
+            bar.close()
+            bar = None
+        return _without_model(runner, args, methods, knobs, e)
     finally:
         if bar is not None:
             bar.close()
@@ -259,7 +286,12 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
         from .runner import model_capabilities
 
         caps = model_capabilities(runner.embedder)
-        methods = [m for m in explainer_names() if explainer_spec(m).requires <= caps and (args.gallery or explainer_spec(m).family != "sdd")]
+
+        def runnable(m: str) -> bool:
+            spec = explainer_spec(m)
+            return spec.gives_maps and spec.requires <= caps and bool(args.gallery or spec.family != "sdd")
+
+        methods = [m for m in explainer_names() if runnable(m)]
         if not args.gallery:
             logging.warning("SDD needs --gallery; measuring the other methods")
         skipped = [m for m in explainer_names() if not explainer_spec(m).requires <= caps]
@@ -295,6 +327,43 @@ def cmd_methods(args: argparse.Namespace) -> int:
     for name in explainer_names():
         spec = explainer_spec(name)
         print(f"{name:<20} {spec.label:<30} needs {', '.join(sorted(spec.requires)) or '-'}: {spec.description}")
+    return 0
+
+
+def cmd_geometry_reference(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .explainers.geometry import face_ratios
+    from .faces.geometry import REFERENCE, build_reference, ratios_5
+    from .gallery import list_gallery
+    from .runner import Runner
+
+    runner = Runner(device=args.device)
+    rows: list[tuple[dict[str, float], str]] = []
+    items = list_gallery(args.source, args.images)
+    skipped = 0
+    for path, _ in tqdm(items, desc="faces", unit="face", disable=args.quiet, file=sys.stderr):
+        try:
+            face = runner.prepare(path, str(path), size=112)
+        except XFVError as e:
+            logging.warning("left out %s: %s", path, e)
+            skipped += 1
+            continue
+        ratios, kind = face_ratios(face)
+        if kind == "68":
+            rows.append((ratios, "68"))
+        rows.append((ratios_5(face.landmarks), "5"))
+    people = len({ident for _, ident in items})
+    ref = build_reference(rows, f"{len(items) - skipped} photos of {people} people ({Path(args.source).name})")
+    out = Path(args.out) if args.out else REFERENCE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(ref, indent=1) + "\n")
+    for kind, table in ref["landmarks"].items():
+        print(f"{kind} landmarks, {table['n_faces']} faces:")
+        for key, q in table.items():
+            if key != "n_faces":
+                print(f"  {key:<18} p25 {q['p25']:.3f}  median {q['p50']:.3f}  p75 {q['p75']:.3f}")
+    print(f"wrote {out}" + (f"; {skipped} photos had no face" if skipped else ""))
     return 0
 
 
@@ -442,6 +511,14 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the registered face models")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
+
+    g = sub.add_parser("geometry-reference", help="landmark-ratio percentiles of a population of faces (the words of `geometry`)")
+    g.add_argument("source", help="identities CSV (file,identity) or a folder of identity sub-folders")
+    g.add_argument("--images", help="folder the CSV's file names are relative to (default: the CSV's folder)")
+    g.add_argument("--out", help="JSON to write (default: assets/geometry/reference.json)")
+    g.add_argument("--device", default="auto")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=cmd_geometry_reference)
     return p
 
 

@@ -43,6 +43,7 @@ class ExplainerSpec:
     # their perturbed embeddings, so a set of them costs each key once
     cost: Callable[..., tuple[str, int]] | None = None
     family: str = ""
+    gives_maps: bool = True  # False for explanations in words only (no faithfulness curves)
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -157,6 +158,19 @@ register_model(ModelSpec(
     "adaface_ir101", "AdaFace IR-101 WebFace12M (Hugging Face, download)", _adaface, False, 112, 512, True,
     "Hugging Face: minchul/cvlface_adaface_ir101_webface12m",
 ))  # fmt: skip
+
+
+def _cbm(device: torch.device) -> FaceEmbedder:
+    from .models.cbm import load_cbm
+
+    return load_cbm("ViT-L-14", "laion2b_s32b_b82k", device, name="cbm_clip_vit_l14")
+
+
+register_model(ModelSpec(
+    "cbm_clip_vit_l14", "Concept bottleneck over CLIP ViT-L-14 (FISWG descriptors, zero-shot; download)", _cbm, False, 224, 139, True,
+    "open_clip ViT-L-14 laion2b_s32b_b82k (Hugging Face) + assets/descriptors/fiswg_faces.json",
+    "Yalavarthi and Ratha: the embedding is the Group-SoftMax profile of 139 facial descriptors, so the words explain the decision.",
+))  # fmt: skip
 register_model(ModelSpec(
     "clip_vit_l14", "CLIP ViT-L-14 image tower (LAION-2B, download)", _clip, False, 224, 768, True,
     "open_clip ViT-L-14 laion2b_s32b_b82k (Hugging Face)",
@@ -242,3 +256,10 @@ for _name, _label, _what in (
                                      frozenset({"vit", "gradients"} if _name == "vit_lrp" else {"vit"}),
                                      f"Correia et al.: the mask from both faces' {_what} maps that best explains the decision (ViT models).",
                                      _fixed_cost(_name, 8), "vit"))  # fmt: skip
+register_explainer(ExplainerSpec("concepts", "Concepts in words (CLIP bottleneck)", _lazy("concepts", "ConceptExplainer"), frozenset({"clip_text"}),
+                                 "Yalavarthi and Ratha: the facial descriptors both faces share (match) or that differ most (non-match), "
+                                 "with their share of the similarity (concept-bottleneck models).",
+                                 _fixed_cost("concepts", 2), "concepts", False))  # fmt: skip
+register_explainer(ExplainerSpec("geometry", "Facial proportions (measured)", _lazy("geometry", "GeometryExplainer"), frozenset(),
+                                 "Landmark ratios of both faces against proportion canons, in FISWG words (any model; no weights).",
+                                 None, "geometry", False))  # fmt: skip

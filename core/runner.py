@@ -37,13 +37,15 @@ def default_detector(device: str | torch.device | None = "auto") -> FaceDetector
 
 def model_capabilities(embedder: FaceEmbedder) -> frozenset[str]:
     """What a model offers to explainers: always black-box access; gradients when it is
-    differentiable; 'vit' for transformer towers."""
+    differentiable; 'vit' for transformer towers; 'clip_text' for concept bottlenecks."""
     caps = {"blackbox"}
     if getattr(embedder, "differentiable", False):
         caps.add("gradients")
     module = getattr(embedder, "module", None)
     if module is not None and any(type(m).__name__ in ("VisionTransformer", "Transformer") for m in module.modules()):
         caps.add("vit")
+    if module is not None and callable(getattr(module, "concepts", None)) and hasattr(module, "descriptors"):
+        caps.add("clip_text")  # a concept bottleneck: descriptors scored by CLIP's text tower
     return frozenset(caps)
 
 
@@ -103,17 +105,33 @@ class Runner:
         return self.calibration.threshold_similarity  # type: ignore[union-attr]
 
     # -- faces -----------------------------------------------------------------------------
-    def prepare(self, src: ImageInput | AlignedFace, name: str | None = None) -> AlignedFace:
-        """Load, detect and align one face at the model's input size."""
+    def prepare(self, src: ImageInput | AlignedFace, name: str | None = None, size: int | None = None) -> AlignedFace:
+        """Load, detect and align one face at the model's input size (or ``size``)."""
+        size = int(size or self.embedder.input_size)
         if isinstance(src, AlignedFace):
             from .faces.align import realign
 
-            return realign(src, self.embedder.input_size)
+            return realign(src, size)
         if name is None:
             name = str(src) if isinstance(src, (str, Path)) else "the image"
         image = load_image(src)
         detection = self.detector.detect_one(image, name)
-        return align_face(image, detection, self.embedder.input_size)
+        return align_face(image, detection, size)
+
+    def explain_without_model(
+        self, a: ImageInput | AlignedFace, b: ImageInput | AlignedFace, methods: Sequence[str], **knobs: Any
+    ) -> list[Explanation]:
+        """The methods of ``methods`` that need nothing of a model (``requires`` empty, e.g.
+        ``geometry``), run without loading it: for when its weights are missing. Faces are
+        aligned at the model's registered input size."""
+        from .registry import model_spec
+
+        size = self._embedder.input_size if self._embedder is not None else model_spec(self.model_name).input_size
+        free = [m for m in methods if not explainer_spec(m).requires]
+        if not free:
+            return []
+        pair = FacePair(self.prepare(a, _name(a, "the first image"), size), self.prepare(b, _name(b, "the second image"), size))
+        return [self._run_method(m, pair, frozenset(), dict(knobs), model_free=True) for m in free]
 
     def prepare_pair(self, a: ImageInput | AlignedFace, b: ImageInput | AlignedFace) -> FacePair:
         return FacePair(self.prepare(a, _name(a, "the first image")), self.prepare(b, _name(b, "the second image")))
@@ -189,7 +207,7 @@ class Runner:
             progress(1.0, "done")
         return result
 
-    def _run_method(self, name: str, pair: FacePair, caps: frozenset[str], knobs: dict[str, Any]) -> Explanation:
+    def _run_method(self, name: str, pair: FacePair, caps: frozenset[str], knobs: dict[str, Any], model_free: bool = False) -> Explanation:
         t0 = time.perf_counter()
         try:
             spec = explainer_spec(name)
@@ -198,7 +216,7 @@ class Runner:
                 raise MethodRequirementError(f"{spec.label} needs {', '.join(sorted(missing))}, which model '{self.embedder.name}' does not offer")
             explainer = spec.factory()
             try:
-                exp = explainer.explain(pair, self.embedder, **knobs)
+                exp = explainer.explain(pair, None if model_free else self.embedder, **knobs)
             finally:
                 explainer.close()
         except XFVError as e:

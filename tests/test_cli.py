@@ -228,9 +228,21 @@ def test_faithfulness_measures_every_method_by_default(tmp_path, monkeypatch):
             main(["faithfulness", str(pairs), "-q", *extra])
     without, with_gallery = seen["methods"]
     vit = ["vit_lrp", "vit_lrp_nograd", "vit_rollout"]
-    assert with_gallery == [m for m in explainer_names() if m not in vit]  # a CNN cannot run the ViT methods
+    words = ["concepts", "geometry"]  # no maps to measure
+    assert with_gallery == [m for m in explainer_names() if m not in vit + words]  # a CNN cannot run the ViT methods
     assert without == [m for m in with_gallery if not m.startswith("sdd")] and "cam" in without and "xmap3" in without
     monkeypatch.setattr(cli, "_runner", lambda args: SimpleNamespace(embedder=tiny_clip_embedder()))
     with pytest.raises(SystemExit):
         main(["faithfulness", str(pairs), "-q"])
     assert set(vit) <= set(seen["methods"][-1]) and "xmap3" in seen["methods"][-1]
+
+
+@pytest.mark.needs_data
+def test_explain_without_weights_names_them_and_still_measures_the_geometry(capsys):
+    from .conftest import MISC
+
+    code = main(["explain", str(MISC / "obama.jpg"), str(MISC / "biden.jpg"), "--model", "cbm_clip_vit_l14", "--methods", "concepts,geometry", "-q"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "open_clip_model.safetensors" in err and "huggingface-cli download laion/CLIP-ViT-L-14-laion2B-s32B-b82K" in err
+    assert "Facial proportions (measured)" in out and "eye spacing" in out and "concepts" not in out.split("\n")[0].split(":")[-1]

@@ -43,12 +43,9 @@ def clip_embedder(model: nn.Module, name: str, device: str | torch.device | None
     )  # fmt: skip
 
 
-def load_clip(
-    arch: str = "ViT-L-14",
-    pretrained: str = "laion2b_s32b_b82k",
-    device: str | torch.device | None = "auto",
-    name: str = "clip_vit_l14",
-) -> TorchEmbedder:
+def load_open_clip(arch: str, pretrained: str, name: str) -> tuple[nn.Module, str | None]:
+    """A pretrained open_clip ``CLIP`` model (eval mode) and the weights file it came from,
+    from the local Hugging Face cache; ``ModelUnavailableError`` saying what to download."""
     try:
         import open_clip
     except ImportError as e:
@@ -57,17 +54,23 @@ def load_clip(
     if not cfg:
         raise ModelUnavailableError(f"open_clip has no pretrained weights '{pretrained}' for {arch}")
     hub = cfg.get("hf_hub", "").rstrip("/")
-    if hub:
-        filename = "open_clip_model.safetensors"
-        try:
-            path = hf_file(hub, filename, name)
-        except ModelUnavailableError as first:
-            try:  # older repositories carry only the pickle
-                path = hf_file(hub, "open_clip_pytorch_model.bin", name)
-            except ModelUnavailableError:
-                raise first from None
-        model = open_clip.create_model(arch, pretrained=path)
-    else:  # pragma: no cover - every default has a hub entry
-        model = open_clip.create_model(arch, pretrained=pretrained)
-    model.eval()
+    if not hub:  # pragma: no cover - every default has a hub entry
+        return open_clip.create_model(arch, pretrained=pretrained).eval(), None
+    try:
+        path = hf_file(hub, "open_clip_model.safetensors", name)
+    except ModelUnavailableError as first:
+        try:  # older repositories carry only the pickle
+            path = hf_file(hub, "open_clip_pytorch_model.bin", name)
+        except ModelUnavailableError:
+            raise first from None
+    return open_clip.create_model(arch, pretrained=path).eval(), path
+
+
+def load_clip(
+    arch: str = "ViT-L-14",
+    pretrained: str = "laion2b_s32b_b82k",
+    device: str | torch.device | None = "auto",
+    name: str = "clip_vit_l14",
+) -> TorchEmbedder:
+    model, _ = load_open_clip(arch, pretrained, name)
     return clip_embedder(model, name, device)

@@ -64,3 +64,12 @@ def test_each_panel_shows_its_deletion_score(runner):
     assert set(out["details"]["faithfulness"]) == {"cam", "grad_cam", "random"}
     off = compare_faces(runner, load_image(MISC / "obama.jpg"), load_image(MISC / "obama2.jpg"), ["cam"], "fast", deletion_scores=False)
     assert "deletion score" not in off["panels"][0]["caption"] and off["details"]["faithfulness"] == {}
+
+
+@pytest.mark.needs_data
+def test_missing_weights_are_named_and_the_geometry_still_shows():
+    from core import Runner
+
+    out = compare_faces(Runner(model="cbm_clip_vit_l14", device="cpu"), load_image(MISC / "obama.jpg"), load_image(MISC / "biden.jpg"), ["concepts"])
+    assert not out["ok"] and "laion/CLIP-ViT-L-14-laion2B-s32B-b82K" in out["message"] and "huggingface-cli download" in out["message"]
+    assert "Facial proportions" in out["words"] and "eye spacing" in out["words"]

@@ -9,7 +9,7 @@ from core.explainers import perturb
 from core.registry import explainer_names, explainer_spec, forward_passes
 
 KNOBS = {"patch_sizes": (28,), "stride": 20, "region_size": 128, "grid_step": 48, "steps": 2}
-BLACKBOX = [n for n in explainer_names() if explainer_spec(n).requires <= {"blackbox"}]
+BLACKBOX = [n for n in explainer_names() if explainer_spec(n).requires <= {"blackbox"} and explainer_spec(n).gives_maps]
 
 
 def test_the_families_are_registered():
