@@ -330,6 +330,70 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crops(runner: Any, items: list[tuple[Path, str]], size: int, aligned: bool) -> tuple[list, list[str]]:
+    """Aligned crops of labelled photos (detected and aligned unless ``aligned``); photos with
+    no face are left out with a warning."""
+    import cv2
+
+    from .io import load_image
+
+    crops, labels = [], []
+    for path, label in items:
+        try:
+            crop = (
+                cv2.resize(load_image(path), (size, size), interpolation=cv2.INTER_AREA) if aligned else runner.prepare(path, str(path), size).image
+            )
+        except XFVError as e:
+            logging.warning("left out %s: %s", path, e)
+            continue
+        crops.append(crop)
+        labels.append(label)
+    return crops, labels
+
+
+def cmd_train_cbm(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .gallery import IMAGE_SUFFIXES, list_gallery
+    from .models.cbm import load_cbm, save_head
+    from .runner import Runner
+    from .train import report_extra, train_cbm
+
+    emb = load_cbm(args.arch, args.pretrained, args.device, name=f"cbm_{args.arch}", descriptors=args.descriptors)
+    runner = Runner(embedder=emb, threshold=0.0)
+    crops, names = _crops(runner, list_gallery(args.source, args.images), emb.input_size, args.aligned)
+    ids = {n: i for i, n in enumerate(dict.fromkeys(names))}
+    held = None
+    if args.eval_source:
+        ev_crops, ev_names = _crops(runner, list_gallery(args.eval_source), emb.input_size, args.aligned)
+        held = (ev_crops, [{n: i for i, n in enumerate(dict.fromkeys(ev_names))}[n] for n in ev_names])
+    alignment = None
+    if args.alignment:
+        folder = Path(args.alignment)
+        items = [
+            (f, d.name) for d in sorted(p for p in folder.iterdir() if p.is_dir()) for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        alignment = _crops(runner, items, emb.input_size, args.aligned)
+    bar = tqdm(total=1, desc="training", unit="step", disable=args.quiet, file=sys.stderr)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.set_postfix_str(f"loss {loss:.3f}", refresh=False)
+        bar.update(1)
+
+    try:
+        rep = train_cbm(emb, crops, [ids[n] for n in names], epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        max_steps=args.max_steps, eval_faces=held, alignment=alignment, progress=progress)  # fmt: skip
+    finally:
+        bar.close()
+    path = save_head(emb.module, args.out, report_extra(rep, arch=args.arch, pretrained=args.pretrained, faces=len(crops), identities=len(ids)))
+    print(f"{len(crops)} faces of {len(ids)} people")
+    for line in rep.lines():
+        print(line)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_geometry_reference(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -511,6 +575,24 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the registered face models")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
+
+    t = sub.add_parser("train-cbm", help="fine-tune the face concept bottleneck (adapter, last MLP, W) with the AdaFace loss")
+    t.add_argument("source", help="training faces: identities CSV (file,identity) or a folder of identity sub-folders")
+    t.add_argument("--images", help="folder the CSV's file names are relative to (default: the CSV's folder)")
+    t.add_argument("--out", required=True, help="where to save the trained head (.pt); use it with load_cbm(head=...)")
+    t.add_argument("--arch", default="ViT-L-14", help="open_clip architecture (default: %(default)s)")
+    t.add_argument("--pretrained", default="laion2b_s32b_b82k", help="open_clip weights tag (default: %(default)s)")
+    t.add_argument("--descriptors", help="descriptor set JSON (default: assets/descriptors/fiswg_faces.json)")
+    t.add_argument("--eval", dest="eval_source", help="held-out identities (CSV or folder) for the before/after verification accuracy")
+    t.add_argument("--alignment", help="folder of <descriptor>/<image> for the alignment proxy (zero-shot concept accuracy)")
+    t.add_argument("--aligned", action="store_true", help="the photos are already aligned face crops (no detection)")
+    t.add_argument("--epochs", type=int, default=5)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=3e-4)
+    t.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    t.add_argument("--device", default="auto")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train_cbm)
 
     g = sub.add_parser("geometry-reference", help="landmark-ratio percentiles of a population of faces (the words of `geometry`)")
     g.add_argument("source", help="identities CSV (file,identity) or a folder of identity sub-folders")

@@ -246,3 +246,31 @@ def test_explain_without_weights_names_them_and_still_measures_the_geometry(caps
     assert code == 1
     assert "open_clip_model.safetensors" in err and "huggingface-cli download laion/CLIP-ViT-L-14-laion2B-s32B-b82K" in err
     assert "Facial proportions (measured)" in out and "eye spacing" in out and "concepts" not in out.split("\n")[0].split(":")[-1]
+
+
+def test_train_cbm_runs_two_steps_and_saves_a_head(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from core.models import cbm as C
+
+    from .models.test_cbm import tiny_cbm_embedder
+
+    rng = np.random.default_rng(0)
+    for person in ("ann", "bob", "cy"):
+        (tmp_path / "faces" / person).mkdir(parents=True)
+        for k in range(2):
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "faces" / person / f"{k}.png")
+    monkeypatch.setattr(C, "load_cbm", lambda *a, **k: tiny_cbm_embedder())
+    head = tmp_path / "head.pt"
+    code = main(["train-cbm", str(tmp_path / "faces"), "--out", str(head), "--aligned", "--max-steps", "2", "--batch-size", "4", "-q"])
+    out = capsys.readouterr().out
+    assert code == 0 and head.is_file()
+    assert "6 faces of 3 people" in out and "2 steps" in out and "verification accuracy" in out
+    again = C.load_head(tiny_cbm_embedder().module, head)
+    assert not again.zero_shot
+
+
+def test_train_cbm_without_weights_says_what_to_download(tmp_path, capsys):
+    assert main(["train-cbm", str(tmp_path), "--out", str(tmp_path / "h.pt")]) == 2
+    assert "laion/CLIP-ViT-L-14-laion2B-s32B-b82K" in capsys.readouterr().err
