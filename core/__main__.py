@@ -394,6 +394,30 @@ def cmd_train_cbm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cxr(args: argparse.Namespace) -> int:
+    from .cxr import diagnose
+    from .models.cxr import cxr_bottleneck, load_cxr_clip, load_cxr_head
+
+    clip, tokenizer, spec = load_cxr_clip(args.clip)
+    model = cxr_bottleneck(clip, tokenizer, cache_key=spec)
+    if args.head:
+        load_cxr_head(model, args.head)
+    results = {}
+    for path in args.images:
+        try:
+            results[path] = diagnose(model, path, top=args.top)
+        except XFVError as e:
+            print(f"error: {path}: {e}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({p: r.to_dict() for p, r in results.items()}, indent=2))
+    else:
+        for p, r in results.items():
+            print(f"{p}:")
+            for line in r.text:
+                print(f"  {line}")
+    return 0 if len(results) == len(args.images) else 1
+
+
 def cmd_geometry_reference(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -593,6 +617,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train_cbm)
+
+    r = sub.add_parser("cxr", help="pleural effusion on chest X-rays, explained by radiology descriptors (BiomedCLIP bottleneck)")
+    r.add_argument("images", nargs="+", help="chest X-rays: PNG, JPEG or DICOM")
+    r.add_argument("--clip", help="open_clip model folder or hf-hub:ORG/REPO (default: BiomedCLIP from the Hugging Face cache)")
+    r.add_argument("--head", help="a trained supervised head (.pt); without one, zero-shot")
+    r.add_argument("--top", type=int, default=5, help="descriptors to list (default: %(default)s)")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_cxr)
 
     g = sub.add_parser("geometry-reference", help="landmark-ratio percentiles of a population of faces (the words of `geometry`)")
     g.add_argument("source", help="identities CSV (file,identity) or a folder of identity sub-folders")

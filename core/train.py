@@ -203,3 +203,66 @@ def report_extra(report: TrainReport, **more: Any) -> dict[str, Any]:
     return {"steps": report.steps, "final_loss": report.losses[-1] if report.losses else None, "accuracy_before": report.accuracy_before,
             "accuracy_after": report.accuracy_after, "alignment_before": report.alignment_before, "alignment_after": report.alignment_after,
             "evaluated_on": report.evaluated_on, **more}  # fmt: skip
+
+
+# -- chest X-rays --------------------------------------------------------------------------
+def concept_targets(scores: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """The paper's concept-score labels: each image's own scores, with the concepts present in
+    its report raised to that image's highest score."""
+    top = scores.max(dim=1, keepdim=True).values
+    return torch.where(present, top.expand_as(scores), scores).detach()
+
+
+def train_cxr_head(
+    model: Any,
+    batch: Callable[[Sequence[int]], torch.Tensor],
+    present: torch.Tensor,
+    labels: Sequence[int],
+    *,
+    epochs: int = 10,
+    batch_size: int = 32,
+    lr: float = 5e-3,
+    concept_weight: float = 2.0,
+    max_steps: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> list[float]:
+    """The supervised pleural-effusion bottleneck (Yalavarthi and Ratha): a residual adapter
+    and the linear head W on the Group-SoftMax concepts are trained (the CLIP towers stay
+    frozen) with ``concept_weight * L1(scores, concept labels) + cross-entropy`` (the
+    paper's 2:1), Adam with lr 0.005. ``batch(indices)`` gives the preprocessed images,
+    ``present`` (n_images, n_concepts) marks the descriptors of each report. Returns the
+    losses."""
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    if present.shape != (len(y), len(model.descriptors)):
+        raise DataError(f"concept labels {tuple(present.shape)} do not match {len(y)} images x {len(model.descriptors)} descriptors")
+    if model.head is None:
+        model.add_head()
+    params = [*model.head.parameters(), *model.adapter.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    total = max_steps if max_steps is not None else epochs * math.ceil(len(y) / batch_size)
+    losses: list[float] = []
+    device = model.text.device
+    try:
+        while len(losses) < total:
+            for idx in torch.randperm(len(y), generator=gen).split(batch_size):
+                if len(losses) >= total:
+                    break
+                out = model(batch(idx.tolist()))
+                target = concept_targets(out.scores, present[idx].to(device))
+                loss = concept_weight * F.l1_loss(out.scores, target) + F.cross_entropy(out.logits, y[idx].to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+                if progress is not None:
+                    progress(len(losses), total, losses[-1])
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    return losses

@@ -1,0 +1,97 @@
+"""The chest X-ray bottleneck on a tiny random open_clip model, and its words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.cxr import diagnose, prepare_cxr
+from core.errors import ModelUnavailableError
+from core.models import cxr as X
+from core.text.descriptors import load_descriptors
+from core.train import concept_targets, train_cxr_head
+
+from .conftest import CXR
+from .models.test_cbm import tiny_clip
+
+
+def tiny_cxr(seed: int = 0) -> X.CXRBottleneck:
+    model, tok = tiny_clip(seed)
+    return X.cxr_bottleneck(model, tok)
+
+
+def test_the_radiology_vocabulary_loads_and_explains_effusion():
+    d = load_descriptors(X.RADIOLOGY)
+    assert 50 <= len(d) <= 120 and "pleural effusion" in [g.name for g in d.groups]
+    assert "blunted costophrenic angle" in d.descriptors
+
+
+def test_prepare_keeps_the_centre_square():
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[:, 50:150] = 255  # the centre square is white
+    out = prepare_cxr(img, 32)
+    assert out.shape == (32, 32, 3) and out.mean() > 250
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize("name", ["00000001_000.png", "16747_3_1.jpg", "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"])
+def test_zero_shot_diagnosis_of_real_xrays(name):
+    model = tiny_cxr()
+    r = diagnose(model, CXR / name, top=4)
+    assert 0 <= r.probability <= 1 and r.effusion == (r.probability >= 0.5) and r.mode == "zero-shot"
+    assert len(r.concepts) == 4 and [c["probability"] for c in r.concepts] == sorted((c["probability"] for c in r.concepts), reverse=True)
+    assert "zero-shot" in r.text[0] and "not made through them" in r.text[-1] and r.image.shape == (32, 32, 3)
+    with torch.no_grad():  # the zero-shot decision is CLIP's choice between the class prompts
+        from core.cxr import to_batch
+
+        out = model(to_batch(model, [r.image]))
+    assert float(torch.softmax(out.logits, 1)[0, 1]) == pytest.approx(r.probability)
+
+
+def test_concept_labels_raise_the_reports_concepts_to_the_top_score():
+    s = torch.tensor([[0.1, 0.3, 0.2], [0.5, 0.0, 0.4]])
+    present = torch.tensor([[True, False, False], [False, True, True]])
+    torch.testing.assert_close(concept_targets(s, present), torch.tensor([[0.3, 0.3, 0.2], [0.5, 0.5, 0.5]]))
+
+
+def test_two_supervised_steps_and_a_reloaded_head(tmp_path):
+    model = tiny_cxr()
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.normal(size=(6, 3, 32, 32)).astype(np.float32))
+    present = torch.zeros(6, len(model.descriptors), dtype=torch.bool)
+    present[:3, model.descriptors.descriptors.index("large pleural effusion")] = True
+    visual_before = {k: v.clone() for k, v in model.visual.state_dict().items()}
+    losses = train_cxr_head(model, lambda idx: images[idx], present, [1, 1, 1, 0, 0, 0], batch_size=4, max_steps=2)
+    assert len(losses) == 2 and all(np.isfinite(losses)) and model.supervised
+    assert all(torch.equal(v, model.visual.state_dict()[k]) for k, v in visual_before.items())  # the tower stays frozen
+    with torch.no_grad():
+        want = model(images).logits
+    path = X.save_cxr_head(model, tmp_path / "cxr_head.pt")
+    again = X.load_cxr_head(tiny_cxr(), path)
+    with torch.no_grad():
+        torch.testing.assert_close(again(images).logits, want)
+    img = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+    r = diagnose(again, img, top=3)
+    assert r.mode == "supervised" and [abs(c["weight"]) for c in r.concepts] == sorted((abs(c["weight"]) for c in r.concepts), reverse=True)
+    with torch.no_grad():
+        from core.cxr import to_batch
+
+        probs = again(to_batch(again, [r.image])).probs[0]
+    w = again.head.weight[1] - again.head.weight[0]
+    i = again.descriptors.descriptors.index(r.concepts[0]["descriptor"])
+    assert r.concepts[0]["weight"] == pytest.approx(float(probs[i] * w[i]), abs=1e-6)
+
+
+def test_missing_weights_name_the_repository(tmp_path):
+    with pytest.raises(ModelUnavailableError, match="BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"):
+        X.load_cxr_clip()
+    with pytest.raises(ModelUnavailableError, match=r"open_clip_config\.json"):
+        X.load_cxr_clip(tmp_path)
+
+
+def test_cxr_command_without_weights(capsys):
+    from core.__main__ import main
+
+    assert main(["cxr", "x.png"]) == 2
+    assert "huggingface-cli download microsoft/BiomedCLIP" in capsys.readouterr().err
