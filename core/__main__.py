@@ -418,6 +418,46 @@ def cmd_cxr(args: argparse.Namespace) -> int:
     return 0 if len(results) == len(args.images) else 1
 
 
+def cmd_mine_descriptors(args: argparse.Namespace) -> int:
+    import collections
+    import shlex
+    import subprocess
+
+    from .text.reports import mine_report, read_reports
+
+    extractor = None
+    if args.llm_command:
+        command = shlex.split(args.llm_command)
+
+        def extractor(text: str) -> list[str]:
+            done = subprocess.run(command, input=text, capture_output=True, text=True, timeout=300, check=True)
+            return [line.strip(" -*\t") for line in done.stdout.splitlines() if line.strip(" -*\t")]
+
+    mined = [mine_report(r, extractor) for r in read_reports(args.reports, args.limit)]
+    if not mined:
+        print("no reports with findings or impression text", file=sys.stderr)
+        return 1
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w") as f:
+            for m in mined:
+                f.write(json.dumps({"id": m.id, "atomic": m.atomic, "concepts": m.concepts, "effusion": m.effusion}) + "\n")
+    atomic = collections.Counter(a for m in mined for a in m.atomic)
+    concepts = collections.Counter(c for m in mined for c in m.concepts)
+    covered = sum(bool(m.concepts) for m in mined)
+    print(f"{len(mined)} reports, {sum(m.effusion for m in mined)} with a pleural effusion, {covered} with at least one vocabulary concept")
+    print(f"{len(atomic)} distinct atomic descriptors; the most frequent:")
+    for a, n in atomic.most_common(args.top):
+        print(f"  {n:>5}  {a}")
+    print("vocabulary concepts:")
+    for c, n in concepts.most_common(args.top):
+        print(f"  {n:>5}  {c}")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_geometry_reference(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -625,6 +665,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--top", type=int, default=5, help="descriptors to list (default: %(default)s)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_cxr)
+
+    mi = sub.add_parser("mine-descriptors", help="atomic descriptors and vocabulary concepts from chest X-ray reports")
+    mi.add_argument("--reports", help="a .tgz or folder of report XML files (default: the corpus in the torchxrayvision wheel)")
+    mi.add_argument("--limit", type=int, help="read only the first N reports")
+    mi.add_argument("--out", help="write one JSON line per report (id, atomic descriptors, concepts, effusion)")
+    mi.add_argument("--llm-command", help="optional local extractor: a command that reads a report on stdin and prints one atomic "
+                                          "sentence per line (off by default; the rules run without it)")  # fmt: skip
+    mi.add_argument("--top", type=int, default=15, help="most frequent descriptors to print (default: %(default)s)")
+    mi.set_defaults(func=cmd_mine_descriptors)
 
     g = sub.add_parser("geometry-reference", help="landmark-ratio percentiles of a population of faces (the words of `geometry`)")
     g.add_argument("source", help="identities CSV (file,identity) or a folder of identity sub-folders")
