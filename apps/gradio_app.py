@@ -81,13 +81,14 @@ def explanation_panels(res, faithfulness: dict[str, dict[str, float]] | None = N
     panels = []
     faces = [f.image for f in res.pair]
     for e in res.explanations:
-        panel: dict[str, Any] = {"method": e.method, "label": e.label, "error": e.error, "text": list(e.text), "image": None}
+        panel: dict[str, Any] = {"method": e.method, "label": e.label, "error": e.error, "text": list(e.text), "image": None,
+                                 "caption": f"{e.label}: {e.runtime_s:.1f} s"}  # fmt: skip
         if e.ok and e.maps:
             pics = [render_map(f, m, e.signed, e.extras.get("display")) for f, m in zip(faces, e.maps, strict=True)]
             panel["image"] = side_by_side(pics)
             preset = e.extras.get("preset")
-            fp = int(e.scores.get("forward_passes", 0))
-            panel["caption"] = f"{e.label}: {e.runtime_s:.1f} s, {fp} forward passes" + (f", preset {preset}" if preset else "")
+            fp = f", {int(e.scores['forward_passes'])} forward passes" if "forward_passes" in e.scores else ""
+            panel["caption"] = f"{e.label}: {e.runtime_s:.1f} s{fp}" + (f", preset {preset}" if preset else "")
             panel["faithfulness"] = faithfulness.get(e.method)
             deletion = faithfulness_words(panel["faithfulness"], random)
             if deletion:

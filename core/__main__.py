@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import read_labelled_pairs
-from .errors import ModelUnavailableError, XFVError
+from .errors import DataError, ModelUnavailableError, XFVError
 from .registry import DEFAULT_MODEL, describe_models, model_names
 from .types import jsonable
 
@@ -212,8 +212,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if not exp.ok:
             print(f"\n{exp.label}: failed: {exp.error}")
             continue
-        fp = int(exp.scores.get("forward_passes", 0))
-        print(f"\n{exp.label} ({exp.runtime_s:.1f} s, {fp} forward passes{', cached' if fp == 0 else ''})")
+        if "forward_passes" in exp.scores:  # the perturbation methods count theirs (0: all from the cache)
+            fp = int(exp.scores["forward_passes"])
+            print(f"\n{exp.label} ({exp.runtime_s:.1f} s, {fp} forward passes{', cached' if fp == 0 else ''})")
+        else:
+            print(f"\n{exp.label} ({exp.runtime_s:.1f} s)")
         for line in exp.text:
             print(f"  {line}")
     if out_dir is not None:
@@ -416,6 +419,54 @@ def cmd_cxr(args: argparse.Namespace) -> int:
             for line in r.text:
                 print(f"  {line}")
     return 0 if len(results) == len(args.images) else 1
+
+
+def cmd_train_cxr(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .cxr import diagnose, input_size, prepare_cxr, to_batch
+    from .data import _read_rows, resolve
+    from .evaluate.text import text_scores
+    from .io import load_image
+    from .models.cxr import cxr_bottleneck, load_cxr_clip, save_cxr_head
+    from .text.reports import Report, mine_report, read_reports
+    from .train import train_cxr_head
+
+    rows = _read_rows(args.csv, ("file",))
+    if not ({"report", "report_id"} & set(rows[0])):
+        raise DataError(f"{args.csv}: needs a 'report' (text) or 'report_id' column next to 'file'")
+    corpus = {r.id: r for r in read_reports(args.reports)} if "report_id" in rows[0] else {}
+    clip, tokenizer, spec = load_cxr_clip(args.clip)
+    model = cxr_bottleneck(clip, tokenizer, cache_key=spec)
+    size = input_size(model)
+    crops, mined, files = [], [], []
+    for i, row in enumerate(rows, start=2):
+        report = Report(str(i), row["report"], "") if row.get("report") else corpus.get(row.get("report_id", ""))
+        if report is None:
+            logging.warning("line %d: report %r not in the corpus; left out", i, row.get("report_id"))
+            continue
+        path = resolve(args.images, row["file"], args.csv)
+        try:
+            crops.append(prepare_cxr(load_image(path), size))
+        except XFVError as e:
+            logging.warning("left out %s: %s", path, e)
+            continue
+        mined.append(mine_report(report))
+        files.append(path)
+    names = model.descriptors.descriptors
+    present = torch.tensor([[d in m.concepts for d in names] for m in mined], dtype=torch.bool)
+    labels = [int(m.effusion) for m in mined]
+    losses = train_cxr_head(model, lambda idx: to_batch(model, [crops[i] for i in idx]), present, labels, epochs=args.epochs,
+                            batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps)  # fmt: skip
+    results = [diagnose(model, p, top=args.top) for p in files]
+    scores = text_scores([([c["descriptor"] for c in r.concepts], m.concepts) for r, m in zip(results, mined, strict=True)])
+    acc = float(np.mean([r.effusion == bool(y) for r, y in zip(results, labels, strict=True)]))
+    path = save_cxr_head(model, args.out, {"steps": len(losses), "images": len(crops), "rouge_l": scores.rouge_l, "meteor": scores.meteor})
+    print(f"{len(crops)} X-rays ({sum(labels)} with an effusion in their report), {len(losses)} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    print(f"on these images: accuracy {100 * acc:.1f} %, ROUGE-L {scores.rouge_l:.3f}, METEOR {scores.meteor:.3f} ({scores.meteor_stages})")
+    print(f"wrote {path}")
+    return 0
 
 
 def cmd_mine_descriptors(args: argparse.Namespace) -> int:
@@ -665,6 +716,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--top", type=int, default=5, help="descriptors to list (default: %(default)s)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_cxr)
+
+    tc = sub.add_parser("train-cxr", help="train the supervised pleural-effusion bottleneck on X-rays with their reports")
+    tc.add_argument("csv", help="CSV with a 'file' column and a 'report' (text) or 'report_id' (in --reports) column")
+    tc.add_argument("--images", help="folder the file names are relative to (default: the CSV's folder)")
+    tc.add_argument("--reports", help="report corpus for report_id (default: the torchxrayvision corpus)")
+    tc.add_argument("--out", required=True, help="where to save the head (.pt); use it with `cxr --head`")
+    tc.add_argument("--clip", help="open_clip model folder or hf-hub:ORG/REPO (default: BiomedCLIP)")
+    tc.add_argument("--epochs", type=int, default=10)
+    tc.add_argument("--batch-size", type=int, default=32)
+    tc.add_argument("--lr", type=float, default=5e-3)
+    tc.add_argument("--max-steps", type=int)
+    tc.add_argument("--top", type=int, default=5, help="descriptors per image for ROUGE-L/METEOR (default: %(default)s)")
+    tc.set_defaults(func=cmd_train_cxr)
 
     mi = sub.add_parser("mine-descriptors", help="atomic descriptors and vocabulary concepts from chest X-ray reports")
     mi.add_argument("--reports", help="a .tgz or folder of report XML files (default: the corpus in the torchxrayvision wheel)")

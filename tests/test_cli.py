@@ -274,3 +274,25 @@ def test_train_cbm_runs_two_steps_and_saves_a_head(tmp_path, monkeypatch, capsys
 def test_train_cbm_without_weights_says_what_to_download(tmp_path, capsys):
     assert main(["train-cbm", str(tmp_path), "--out", str(tmp_path / "h.pt")]) == 2
     assert "laion/CLIP-ViT-L-14-laion2B-s32B-b82K" in capsys.readouterr().err
+
+
+@pytest.mark.needs_data
+def test_train_cxr_command_on_reports_and_xrays(tmp_path, monkeypatch, capsys):
+    from core.models import cxr as X
+
+    from .conftest import CXR
+    from .models.test_cbm import tiny_clip
+
+    monkeypatch.setattr(X, "load_cxr_clip", lambda source=None: (*tiny_clip(), "tiny"))
+    table = tmp_path / "train.csv"
+    table.write_text("file,report\n"
+                     f"{CXR / '00000001_000.png'},Large left pleural effusion.\n"
+                     f"{CXR / 'h0001.png'},The lungs are clear. No pleural effusion.\n"
+                     f"{CXR / 'tb0005.png'},Small right pleural effusion and basilar atelectasis.\n")  # fmt: skip
+    head = tmp_path / "cxr.pt"
+    assert main(["train-cxr", str(table), "--out", str(head), "--max-steps", "2", "--batch-size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "3 X-rays (2 with an effusion in their report), 2 steps" in out and "ROUGE-L" in out and head.is_file()
+    assert main(["cxr", str(CXR / "h0001.png"), "--head", str(head), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert next(iter(data.values()))["mode"] == "supervised"

@@ -95,3 +95,31 @@ def test_cxr_command_without_weights(capsys):
 
     assert main(["cxr", "x.png"]) == 2
     assert "huggingface-cli download microsoft/BiomedCLIP" in capsys.readouterr().err
+
+
+@pytest.mark.needs_data
+def test_the_whole_path_from_reports_to_scored_explanations():
+    """Reports -> concept labels -> two supervised steps -> explained diagnoses -> ROUGE-L/METEOR."""
+    from core.cxr import prepare_cxr, to_batch
+    from core.evaluate.text import text_scores
+    from core.io import load_image
+    from core.text.reports import Report, mine_report
+
+    reports = [Report("a", "Moderate right pleural effusion with blunting of the costophrenic angle.", "Enlarged cardiac silhouette."),
+               Report("b", "The lungs are clear. No pleural effusion or pneumothorax.", ""),
+               Report("c", "Small left pleural effusion. Sternotomy wires.", ""),
+               Report("d", "Heart size is normal. No focal airspace disease.", "")]  # fmt: skip
+    files = ["00000001_000.png", "00027426_000.png", "h0001.png", "tb0005.png"]
+    mined = [mine_report(r) for r in reports]
+    assert [m.effusion for m in mined] == [True, False, True, False]
+    model = tiny_cxr()
+    names = model.descriptors.descriptors
+    present = torch.tensor([[d in m.concepts for d in names] for m in mined])
+    crops = [prepare_cxr(load_image(CXR / f), 32) for f in files]
+    losses = train_cxr_head(
+        model, lambda idx: to_batch(model, [crops[i] for i in idx]), present, [int(m.effusion) for m in mined], max_steps=2, batch_size=2
+    )
+    assert len(losses) == 2
+    results = [diagnose(model, CXR / f, top=3) for f in files]
+    scores = text_scores([([c["descriptor"] for c in r.concepts], m.concepts) for r, m in zip(results, mined, strict=True)])
+    assert scores.n == 4 and 0 <= scores.rouge_l <= 1 and 0 <= scores.meteor <= 1

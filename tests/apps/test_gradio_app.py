@@ -73,3 +73,11 @@ def test_missing_weights_are_named_and_the_geometry_still_shows():
     out = compare_faces(Runner(model="cbm_clip_vit_l14", device="cpu"), load_image(MISC / "obama.jpg"), load_image(MISC / "biden.jpg"), ["concepts"])
     assert not out["ok"] and "laion/CLIP-ViT-L-14-laion2B-s32B-b82K" in out["message"] and "huggingface-cli download" in out["message"]
     assert "Facial proportions" in out["words"] and "eye spacing" in out["words"]
+
+
+@pytest.mark.needs_data
+def test_explanations_in_words_show_without_maps(runner):
+    out = compare_faces(runner, load_image(MISC / "obama.jpg"), load_image(MISC / "obama2.jpg"), ["geometry", "xmap3"], deletion_scores=False)
+    assert out["ok"]
+    assert "Facial proportions (measured)" in out["words"] and "eye spacing" in out["words"]
+    assert [c for _, c in out["gallery"]] and all("Facial proportions" not in c for _, c in out["gallery"])  # no picture for words
