@@ -184,6 +184,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if args.report:
+        from .report import write_report
+
+        faith = runner.faithfulness(res) if any(e.ok and len(e.maps) == 2 for e in res.explanations) else {}
+        for written in write_report(res, args.report, faith):
+            print(f"wrote {written}", file=sys.stderr)
     out_dir = Path(args.out) if args.out else None
     data = res.to_dict()
     if out_dir is not None:
@@ -596,6 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(x)
     x.add_argument("--methods", default="xmap3", help="comma-separated methods, see `python -m core methods` (default: %(default)s)")
     x.add_argument("--out", help="folder for the blended pictures, the maps (.npz) and result.json")
+    x.add_argument("--report", metavar="PATH",
+                   help="write an audit report: PATH.html (self-contained, opens offline) and PATH.json "
+                        "(exact maps, scores, parameters, versions), with each map's faithfulness on the pair")  # fmt: skip
     x.add_argument(
         "--preset",
         choices=("fast", "full"),
