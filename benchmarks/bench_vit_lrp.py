@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,11 +31,8 @@ import torch.nn.functional as F  # noqa: E402
 from core.device import resolve_device  # noqa: E402
 from core.explainers.vit_lrp import METHODS, attention_maps, cosine_target, find_vit  # noqa: E402
 
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_embed import machine  # noqa: E402  (the same machine line in every benchmark)
 
 
 def main() -> None:

@@ -180,14 +180,20 @@ def save_head(cbm: ConceptBottleneck, path: str | Path, extra: dict[str, Any] | 
     return path
 
 
-def load_head(cbm: ConceptBottleneck, path: str | Path) -> ConceptBottleneck:
-    """Put a saved head onto ``cbm`` (same descriptor set and tower shape, else DataError)."""
+def read_head(path: str | Path, descriptors: DescriptorSet, what: str) -> dict[str, Any]:
+    """A saved head's state, checked to belong to ``descriptors`` (DataError otherwise)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"concept-bottleneck head not found: {path}")
+        raise DataError(f"{what} not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("descriptors") != cbm.descriptors.digest():
-        raise DataError(f"{path} was trained on another descriptor set ({state.get('n_concepts')} concepts); use that set or retrain")
+    if state.get("descriptors") != descriptors.digest():
+        raise DataError(f"{path} was trained on another descriptor set ({state.get('n_concepts', '?')} concepts); use that set or retrain")
+    return state
+
+
+def load_head(cbm: ConceptBottleneck, path: str | Path) -> ConceptBottleneck:
+    """Put a saved head onto ``cbm`` (same descriptor set and tower shape, else DataError)."""
+    state = read_head(path, cbm.descriptors, "concept-bottleneck head")
     device = cbm.text.device
     w = state["W"]
     cbm.W = nn.Parameter(w.to(device))

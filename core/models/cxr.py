@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import DataError, ModelUnavailableError
 from ..text.descriptors import ASSETS, DescriptorSet, load_descriptors
-from .cbm import ResidualAdapter, group_softmax, text_features
+from .cbm import ResidualAdapter, group_softmax, read_head, text_features
 from .weights import hf_file
 
 BIOMEDCLIP = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
@@ -133,19 +133,15 @@ def save_cxr_head(model: CXRBottleneck, path: str | Path, extra: dict[str, Any] 
         raise DataError("this bottleneck has no trained head (zero-shot mode)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"descriptors": model.descriptors.digest(), "state": {k: v.cpu() for k, v in model.head.state_dict().items()},
+    state = {"descriptors": model.descriptors.digest(), "n_concepts": len(model.descriptors),
+             "state": {k: v.cpu() for k, v in model.head.state_dict().items()},
              "adapter": {k: v.cpu() for k, v in model.adapter.state_dict().items()}, "alpha": model.alpha, "extra": extra or {}}  # fmt: skip
     torch.save(state, path)
     return path
 
 
 def load_cxr_head(model: CXRBottleneck, path: str | Path) -> CXRBottleneck:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"chest X-ray head not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("descriptors") != model.descriptors.digest():
-        raise DataError(f"{path} was trained on another descriptor set; use that set or retrain")
+    state = read_head(path, model.descriptors, "chest X-ray head")
     model.add_head(float(state["alpha"])).load_state_dict(state["state"])
     model.adapter.load_state_dict(state["adapter"])
     for p in model.parameters():
