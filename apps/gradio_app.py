@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,9 +47,35 @@ def confidence_bar(c_score: float | None, same: bool) -> str:
 PRESETS = {"fast": "fast (one occlusion scale, coarse regions: for a CPU)", "full": "full (the papers' settings)"}
 
 
-def method_choices() -> list[tuple[str, str]]:
-    """(label, key) of every registered explanation method, for the method toggles."""
-    return [(explainer_spec(n).label, n) for n in explainer_names()]
+def method_choices(capabilities: frozenset[str] | set[str] | None = None) -> list[tuple[str, str]]:
+    """(label, key) of the registered explanation methods, for the method toggles: those the
+    model can run when its ``capabilities`` are given (``core.runner.model_capabilities``),
+    else all of them."""
+    return [(explainer_spec(n).label, n) for n in explainer_names() if capabilities is None or explainer_spec(n).requires <= set(capabilities)]
+
+
+def runner_capabilities(runner: Runner) -> frozenset[str] | None:
+    """What the runner's model offers, or None when it cannot be loaded here (then every
+    method is listed and each says what it needs)."""
+    from core.runner import model_capabilities
+
+    try:
+        return model_capabilities(runner.embedder)
+    except ModelUnavailableError:
+        return None
+
+
+def export_report(result: Any, faithfulness: dict | None, folder: str | None = None) -> list[str]:
+    """The audit report of the last comparison (``core.report``): an HTML and a JSON file in
+    ``folder`` (a new temporary folder by default), for download."""
+    import tempfile
+
+    from core.report import write_report
+
+    if result is None:
+        raise ValueError("compare two photos first")
+    out = Path(folder or tempfile.mkdtemp(prefix="xfv-report-"))
+    return [str(p) for p in write_report(result, out / "face_comparison", faithfulness or {})]
 
 
 def cost_text(runner: Runner, methods: list[str] | None, preset: str) -> str:
@@ -141,6 +168,8 @@ def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarra
             words.append(f"**{p['caption']}**\n" + "".join(f"\n- {t}" for t in p["text"]))
     return {
         "ok": True,
+        "result": res,
+        "faithfulness": faith,
         "message": ("**" + verdict + "**") + ("".join(f"\n\n_Note: {n}_" for n in res.notes)),
         "bar": confidence_bar(res.c_score, res.same),
         "details": details,
@@ -167,8 +196,17 @@ def build_demo(runner: Runner | None = None, gallery: str | None = None):
         out = compare_faces(runner, a, b, methods, preset, progress=lambda f, msg: progress(f, desc=msg), deletion_scores=bool(scores),
                             gallery=sdd_gallery)  # fmt: skip
         if not out["ok"]:
-            return out["message"], "", {}, None, None, [], out.get("words", "")
-        return out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"], out["gallery"], out["words"]
+            return out["message"], "", {}, None, None, [], out.get("words", ""), None
+        last = {"result": out["result"], "faithfulness": out["faithfulness"]}
+        return out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"], out["gallery"], out["words"], last
+
+    def on_export(last):
+        if not last:
+            raise gr.Error("Compare two photos first; the report is of the last comparison.")
+        return export_report(last["result"], last["faithfulness"])
+
+    caps = runner_capabilities(runner)
+    choices = method_choices(caps)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
@@ -176,7 +214,8 @@ def build_demo(runner: Runner | None = None, gallery: str | None = None):
             img_a = gr.Image(label="Photo A (probe)", type="numpy", sources=["upload", "webcam", "clipboard"])
             img_b = gr.Image(label="Photo B (reference)", type="numpy", sources=["upload", "webcam", "clipboard"])
         with gr.Row():
-            methods = gr.CheckboxGroup(method_choices(), value=["xmap3"], label="Explanation methods", elem_id="methods")
+            methods = gr.CheckboxGroup(choices, value=["xmap3"] if any(k == "xmap3" for _, k in choices) else [], label="Explanation methods",
+                                       elem_id="methods")  # fmt: skip
             preset = gr.Radio([(v, k) for k, v in PRESETS.items()], value="fast", label="Preset", elem_id="preset")
             scores = gr.Checkbox(value=True, label="Deletion score of each map on this pair (against a random map)", elem_id="deletion")
         cost = gr.Markdown(cost_text(runner, ["xmap3"], "fast"), elem_id="cost")
@@ -190,8 +229,13 @@ def build_demo(runner: Runner | None = None, gallery: str | None = None):
                              columns=2, height="auto", elem_id="maps")  # fmt: skip
         words = gr.Markdown(elem_id="words")
         details = gr.JSON(label="Details (model, weights hash, threshold, parameters, timings, scores)")
+        with gr.Row():
+            export = gr.Button("Audit report (HTML + JSON)", elem_id="export")
+            report_files = gr.File(label="Report files", file_count="multiple", interactive=False, elem_id="report")
+        last = gr.State(None)
         for control in (methods, preset):
             control.change(lambda m, p: cost_text(runner, m, p), [methods, preset], cost)
-        compare.click(on_compare, [img_a, img_b, methods, preset, scores], [verdict, bar, details, crop_a, crop_b, gallery, words],
+        compare.click(on_compare, [img_a, img_b, methods, preset, scores], [verdict, bar, details, crop_a, crop_b, gallery, words, last],
                       concurrency_limit=1)  # fmt: skip
+        export.click(on_export, [last], [report_files])
     return demo

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from apps.gradio_app import build_demo, compare_faces, confidence_bar, cost_text, method_choices
+from apps.gradio_app import build_demo, compare_faces, confidence_bar, cost_text, export_report, method_choices, runner_capabilities
 from core.io import load_image
 
 from ..conftest import MISC
@@ -81,3 +81,26 @@ def test_explanations_in_words_show_without_maps(runner):
     assert out["ok"]
     assert "Facial proportions (measured)" in out["words"] and "eye spacing" in out["words"]
     assert [c for _, c in out["gallery"]] and all("Facial proportions" not in c for _, c in out["gallery"])  # no picture for words
+
+
+def test_the_toggles_offer_what_the_model_can_run(runner):
+    caps = runner_capabilities(runner)  # SFace: black box and gradients, no ViT, no concept bottleneck
+    keys = [k for _, k in method_choices(caps)]
+    assert {"xmap3", "cam", "sdd", "geometry"} <= set(keys)
+    assert not {"vit_lrp", "vit_rollout", "concepts"} & set(keys)
+    from core import Runner
+
+    assert runner_capabilities(Runner(model="clip_vit_l14", device="cpu")) is None  # no weights here: every method listed
+
+
+@pytest.mark.needs_data
+def test_the_last_comparison_exports_an_audit_report(runner, tmp_path):
+    out = compare_faces(runner, load_image(MISC / "obama.jpg"), load_image(MISC / "obama2.jpg"), ["cam"], "fast")
+    files = export_report(out["result"], out["faithfulness"], str(tmp_path))
+    assert [f.rsplit(".", 1)[-1] for f in files] == ["html", "json"]
+    from pathlib import Path
+
+    page = Path(files[0]).read_text()
+    assert 'id="m-cam"' in page and "deletion_auc" in page
+    with pytest.raises(ValueError, match="compare two photos first"):
+        export_report(None, None)
