@@ -76,6 +76,49 @@ def trainable_parameters(cbm: ConceptBottleneck) -> list[nn.Parameter]:
     return params
 
 
+def run_steps(
+    module: nn.Module,
+    params: Sequence[nn.Parameter],
+    opt: torch.optim.Optimizer,
+    step_loss: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    batch_size: int,
+    total: int,
+    seed: int = 0,
+    progress: Callable[[int, int, float], None] | None = None,
+    train_mode: bool = False,
+) -> list[float]:
+    """``total`` optimiser steps over shuffled batches of ``range(n)`` (a new permutation per
+    epoch, seeded), with only ``params`` of ``module`` trainable meanwhile (everything of
+    ``module`` is frozen again afterwards, also after an exception). Returns the losses."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    if train_mode:
+        module.train()
+    gen = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    try:
+        while len(losses) < total:
+            for idx in torch.randperm(n, generator=gen).split(batch_size):
+                if len(losses) >= total:
+                    break
+                loss = step_loss(idx)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+                if progress is not None:
+                    progress(len(losses), total, losses[-1])
+    finally:
+        if train_mode:
+            module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return losses
+
+
 @torch.no_grad()
 def verification_accuracy(embedder: TorchEmbedder, crops: Sequence[np.ndarray], labels: Sequence[int]) -> float:
     """Best-threshold accuracy over every pair of the faces (needs two faces of someone)."""
@@ -163,34 +206,13 @@ def train_cbm(
         cbm.alpha = float(alpha)
     head = AdaFaceHead(cbm.W.shape[1], int(y.max()) + 1).to(device)
     params = trainable_parameters(cbm)
-    frozen = [p for p in cbm.parameters() if all(p is not q for q in params)]
-    for p in frozen:
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
     opt = torch.optim.AdamW([*params, *head.parameters()], lr=lr)
-    gen = torch.Generator().manual_seed(seed)
+
+    def step_loss(idx: torch.Tensor) -> torch.Tensor:
+        return head(cbm(embedder.preprocess([crops[i] for i in idx.tolist()])), y[idx].to(device))
+
     total = max_steps if max_steps is not None else epochs * math.ceil(len(y) / batch_size)
-    cbm.train()
-    try:
-        step = 0
-        while step < total:
-            for idx in torch.randperm(len(y), generator=gen).split(batch_size):
-                if step >= total:
-                    break
-                x = embedder.preprocess([crops[i] for i in idx.tolist()])
-                loss = head(cbm(x), y[idx].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                report.losses.append(float(loss.detach()))
-                step += 1
-                if progress is not None:
-                    progress(step, total, report.losses[-1])
-    finally:
-        cbm.eval()
-        for p in cbm.parameters():
-            p.requires_grad_(False)
+    report.losses = run_steps(cbm, params, opt, step_loss, len(y), batch_size, total, seed, progress, train_mode=True)
     report.steps = len(report.losses)
     report.accuracy_after = verification_accuracy(embedder, ev_crops, ev_labels)
     if alignment is not None:
@@ -239,30 +261,13 @@ def train_cxr_head(
     if model.head is None:
         model.add_head()
     params = [*model.head.parameters(), *model.adapter.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    total = max_steps if max_steps is not None else epochs * math.ceil(len(y) / batch_size)
-    losses: list[float] = []
     device = model.text.device
-    try:
-        while len(losses) < total:
-            for idx in torch.randperm(len(y), generator=gen).split(batch_size):
-                if len(losses) >= total:
-                    break
-                out = model(batch(idx.tolist()))
-                target = concept_targets(out.scores, present[idx].to(device))
-                loss = concept_weight * F.l1_loss(out.scores, target) + F.cross_entropy(out.logits, y[idx].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-                if progress is not None:
-                    progress(len(losses), total, losses[-1])
-    finally:
-        for p in model.parameters():
-            p.requires_grad_(False)
-    return losses
+
+    def step_loss(idx: torch.Tensor) -> torch.Tensor:
+        out = model(batch(idx.tolist()))
+        target = concept_targets(out.scores, present[idx].to(device))
+        return concept_weight * F.l1_loss(out.scores, target) + F.cross_entropy(out.logits, y[idx].to(device))
+
+    total = max_steps if max_steps is not None else epochs * math.ceil(len(y) / batch_size)
+    return run_steps(model, params, opt, step_loss, len(y), batch_size, total, seed, progress)

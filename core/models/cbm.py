@@ -73,8 +73,10 @@ class ConceptOutput:
     embedding: torch.Tensor  # (B, m) S_sm W (not normalised)
 
 
-class ConceptBottleneck(nn.Module):
-    """CLIP image tower -> (adapter) -> concept scores -> Group SoftMax -> W."""
+class DescriptorScorer(nn.Module):
+    """What both bottlenecks share: the image tower, an optional residual adapter
+    (``I = alpha E_i(X) + (1 - alpha) F_i(E_i(X))``), the descriptors' cached text encodings,
+    and the Group SoftMax of the scaled cosine scores."""
 
     def __init__(
         self,
@@ -84,7 +86,6 @@ class ConceptBottleneck(nn.Module):
         logit_scale: float = 100.0,
         alpha: float = 1.0,
         adapter: ResidualAdapter | None = None,
-        out_dim: int | None = None,
     ) -> None:
         super().__init__()
         if text_features.shape[0] != len(descriptors):
@@ -97,6 +98,34 @@ class ConceptBottleneck(nn.Module):
         self.logit_scale = float(logit_scale)
         self.alpha = float(alpha)
         self.adapter = adapter
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``I = alpha E_i(X) + (1 - alpha) F_i(E_i(X))``, normalised."""
+        e = self.visual(x).float()
+        if self.adapter is not None and self.alpha < 1:
+            e = self.alpha * e + (1 - self.alpha) * self.adapter(e)
+        return F.normalize(e, dim=1)
+
+    def score(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cosine scores of normalised image encodings with each descriptor, and their Group SoftMax."""
+        scores = image @ self.text.t()
+        return scores, group_softmax(self.logit_scale * scores, self.group_ids, self.n_groups)
+
+
+class ConceptBottleneck(DescriptorScorer):
+    """CLIP image tower -> (adapter) -> concept scores -> Group SoftMax -> W."""
+
+    def __init__(
+        self,
+        visual: nn.Module,
+        text_features: torch.Tensor,
+        descriptors: DescriptorSet,
+        logit_scale: float = 100.0,
+        alpha: float = 1.0,
+        adapter: ResidualAdapter | None = None,
+        out_dim: int | None = None,
+    ) -> None:
+        super().__init__(visual, text_features, descriptors, logit_scale, alpha, adapter)
         n = len(descriptors)
         w = torch.eye(n) if out_dim is None else torch.empty(n, out_dim).normal_(0, n**-0.5)
         self.W = nn.Parameter(w)
@@ -105,16 +134,8 @@ class ConceptBottleneck(nn.Module):
     def zero_shot(self) -> bool:
         return self.adapter is None and self.W.shape[0] == self.W.shape[1] and bool(torch.equal(self.W.detach().cpu(), torch.eye(self.W.shape[0])))
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``I = alpha E_i(X) + (1 - alpha) F_i(E_i(X))``, normalised."""
-        e = self.visual(x)
-        if self.adapter is not None and self.alpha < 1:
-            e = self.alpha * e + (1 - self.alpha) * self.adapter(e)
-        return F.normalize(e, dim=1)
-
     def concepts(self, x: torch.Tensor) -> ConceptOutput:
-        scores = self.encode(x) @ self.text.t()
-        probs = group_softmax(self.logit_scale * scores, self.group_ids, self.n_groups)
+        scores, probs = self.score(self.encode(x))
         return ConceptOutput(scores, probs, probs @ self.W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

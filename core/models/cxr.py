@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import DataError, ModelUnavailableError
 from ..text.descriptors import ASSETS, DescriptorSet, load_descriptors
-from .cbm import ResidualAdapter, group_softmax, read_head, text_features
+from .cbm import DescriptorScorer, ResidualAdapter, read_head, text_features
 from .weights import hf_file
 
 BIOMEDCLIP = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
@@ -66,25 +66,15 @@ class CXROutput:
     logits: torch.Tensor  # (B, 2): no effusion, effusion
 
 
-class CXRBottleneck(nn.Module):
+class CXRBottleneck(DescriptorScorer):
     """Image tower -> descriptor scores -> Group SoftMax -> effusion logits."""
 
     def __init__(
         self, visual: nn.Module, text: torch.Tensor, descriptors: DescriptorSet, class_text: torch.Tensor, logit_scale: float = 100.0
     ) -> None:
-        super().__init__()
-        if text.shape[0] != len(descriptors):
-            raise DataError(f"{text.shape[0]} text encodings for {len(descriptors)} descriptors")
-        self.visual = visual
-        self.descriptors = descriptors
-        self.register_buffer("text", F.normalize(text.detach().float(), dim=1))
+        super().__init__(visual, text, descriptors, logit_scale)  # the adapter comes with a trained head
         self.register_buffer("class_text", F.normalize(class_text.detach().float(), dim=1))
-        self.register_buffer("group_ids", torch.tensor(descriptors.group_ids, dtype=torch.long))
-        self.n_groups = len(descriptors.groups)
-        self.logit_scale = float(logit_scale)
         self.head: nn.Linear | None = None  # the supervised bottleneck's W, b
-        self.adapter: ResidualAdapter | None = None  # trained with the head (the towers stay frozen)
-        self.alpha = 1.0
 
     @property
     def supervised(self) -> bool:
@@ -98,16 +88,9 @@ class CXRBottleneck(nn.Module):
         self.alpha = float(alpha)
         return self.head
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        e = self.visual(x).float()
-        if self.adapter is not None and self.alpha < 1:
-            e = self.alpha * e + (1 - self.alpha) * self.adapter(e)
-        return F.normalize(e, dim=1)
-
     def forward(self, x: torch.Tensor) -> CXROutput:
         image = self.encode(x)
-        scores = image @ self.text.t()
-        probs = group_softmax(self.logit_scale * scores, self.group_ids, self.n_groups)
+        scores, probs = self.score(image)
         logits = self.head(probs) if self.head is not None else self.logit_scale * image @ self.class_text.t()
         return CXROutput(scores, probs, logits)
 
