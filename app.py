@@ -1,7 +1,9 @@
 """Hugging Face Spaces entry point (also `make demo`): build the Gradio app and serve it.
 
 Binds to 127.0.0.1:7860 unless GRADIO_SERVER_NAME / GRADIO_SERVER_PORT say otherwise
-(Spaces sets them). No public share link.
+(Spaces sets them). No public share link; uploads up to 20 MB; temporary files are removed.
+XFV_EXAMPLES (a folder of example pairs), XFV_GALLERY (SDD's gallery), XFV_CXR_CLIP and
+XFV_CXR_HEAD (the chest X-ray model) configure it.
 """
 
 import logging
@@ -24,14 +26,8 @@ def _spaces_install_nodeps() -> None:
 
 _spaces_install_nodeps()
 
-from apps.gradio_app import build_demo  # noqa: E402
+from apps.gradio_app import build_demo, launch  # noqa: E402
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    demo = build_demo()
-    demo.queue(default_concurrency_limit=1).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        share=False,
-        max_file_size="20mb",
-    )
+    launch(build_demo())

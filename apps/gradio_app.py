@@ -1,241 +1,304 @@
-"""The Gradio app: two face uploads -> decision, similarity, C-Score, the aligned crops and
-the chosen explanation maps side by side with their region sentences.
+"""The Gradio app: a face-verification tab (two photos -> decision, C-Score, aligned crops,
+one panel per chosen explanation method, the region table, the concepts chart), a chest
+X-ray tab, questions about the last result, an explorer for a whole pairs file, and the
+audit report.
 
-Layout and wiring only; every computation is a ``core`` call. ``compare_faces`` is the
-handler, testable without a browser; ``build_demo`` wires it into ``gr.Blocks``.
+Layout and wiring only: every computation is a ``core`` call made by the handlers of
+``apps.handlers`` (shared with the Streamlit app), which are tested without a browser;
+``build_demo`` wires them into ``gr.Blocks``. Work that uses the model (comparisons, X-rays,
+batches) shares one queue with one slot (``concurrency_id="model"``).
 """
 
 from __future__ import annotations
 
-import html
+import io
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
 import numpy as np
 
-from core import Runner, XFVError, confidence_words, verdict_sentence
-from core.errors import ModelUnavailableError
-from core.registry import explainer_names, explainer_spec
-from core.render import render_map, side_by_side
+from apps.handlers import (
+    CXR_SALIENCY,
+    INTRO,
+    PRESETS,
+    REGION_HEADERS,
+    TITLE,
+    CXRModels,
+    Runners,
+    compare_faces,
+    confidence_bar,
+    cost_text,
+    diagnose_xray,
+    example_pairs,
+    explanation_panels,
+    export_report,
+    faithfulness_words,
+    figure,
+    method_choices,
+    model_choices,
+    runner_capabilities,
+)
+from core.errors import XFVError
+from core.io import load_image
+from core.registry import explainer_names
+
+__all__ = ["build_demo", "compare_faces", "confidence_bar", "cost_text", "explanation_panels", "export_report", "face_image",
+           "faithfulness_words", "method_choices", "read_upload", "runner_capabilities"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-TITLE = "Explainable face verification"
-INTRO = (
-    "Upload two face photos. The app finds the largest face in each, aligns it, compares "
-    "the two with the selected model and says how sure it is (the C-Score of Knoche et al.: "
-    "the probability, learnt from labelled pairs, that the decision is right)."
-)
+#: Most bytes one upload may have (``launch(max_file_size=...)``).
+MAX_UPLOAD = "20mb"
 
 
-def confidence_bar(c_score: float | None, same: bool) -> str:
-    """An HTML bar for a C-Score in [0.5, 1] (the UI shows numbers it is given, nothing more)."""
-    if c_score is None:
-        return "<p>No C-Score: this model has no calibration file.</p>"
-    pct = 100.0 * c_score
-    colour = "#2e7d32" if same else "#c62828"
-    return (
-        '<div style="font-family:sans-serif">'
-        f"<div>C-Score <b>{c_score:.3f}</b> ({html.escape(confidence_words(c_score))})</div>"
-        '<div style="background:#ddd;border-radius:4px;height:14px;width:100%;max-width:420px">'
-        f'<div style="background:{colour};height:14px;border-radius:4px;width:{pct:.1f}%"></div></div>'
-        '<div style="font-size:12px;color:#555">0.5 = a coin toss, 1 = certain</div></div>'
-    )
-
-
-PRESETS = {"fast": "fast (one occlusion scale, coarse regions: for a CPU)", "full": "full (the papers' settings)"}
-
-
-def method_choices(capabilities: frozenset[str] | set[str] | None = None) -> list[tuple[str, str]]:
-    """(label, key) of the registered explanation methods, for the method toggles: those the
-    model can run when its ``capabilities`` are given (``core.runner.model_capabilities``),
-    else all of them."""
-    return [(explainer_spec(n).label, n) for n in explainer_names() if capabilities is None or explainer_spec(n).requires <= set(capabilities)]
-
-
-def runner_capabilities(runner: Runner) -> frozenset[str] | None:
-    """What the runner's model offers, or None when it cannot be loaded here (then every
-    method is listed and each says what it needs)."""
-    from core.runner import model_capabilities
-
-    try:
-        return model_capabilities(runner.embedder)
-    except ModelUnavailableError:
+def read_upload(payload: Any) -> np.ndarray | None:
+    """An uploaded photo read by ``core.io.load_image`` (size limits, EXIF orientation, clear
+    messages): a file that is not an image gives the user a sentence saying so instead of a
+    decoder's traceback. Webcam and clipboard pictures arrive the same way."""
+    if payload is None:
         return None
-
-
-def export_report(result: Any, faithfulness: dict | None, folder: str | None = None) -> list[str]:
-    """The audit report of the last comparison (``core.report``): an HTML and a JSON file in
-    ``folder`` (a new temporary folder by default), for download."""
-    import tempfile
-
-    from core.report import write_report
-
-    if result is None:
-        raise ValueError("compare two photos first")
-    out = Path(folder or tempfile.mkdtemp(prefix="xfv-report-"))
-    return [str(p) for p in write_report(result, out / "face_comparison", faithfulness or {})]
-
-
-def cost_text(runner: Runner, methods: list[str] | None, preset: str) -> str:
-    """What the chosen methods cost before anything runs."""
-    if not methods:
-        return "No explanation method chosen: only the decision and the C-Score are computed."
+    path = getattr(payload, "path", None)
+    if path is None or not Path(path).is_file():
+        raise gr.Error("The photo did not arrive; upload it again.")
+    name = getattr(payload, "orig_name", None) or Path(path).name
+    stream = io.BytesIO(Path(path).read_bytes())
+    stream.name = name  # load_image names the file in its messages
     try:
-        cost = runner.forward_passes(methods, preset=preset)
+        return load_image(stream)
     except XFVError as e:
-        return f"Cannot cost these methods: {e}"
-    return (f"These methods cost at most **{cost['total']:,}** forward passes of the model per pair "
-            f"(preset: {preset}; methods of one family share theirs; reruns come from the cache).")  # fmt: skip
+        raise gr.Error(str(e)) from None
 
 
-def faithfulness_words(scores: dict[str, float] | None, random: dict[str, float] | None) -> str:
-    """The deletion score of one method on this pair, next to the random map's."""
-    if not scores:
-        return ""
-    text = f"deletion score {scores['deletion_auc']:+.3f}"
-    if random:
-        text += f" (random map {random['deletion_auc']:+.3f}; lower is more faithful)"
-    return text
+def face_image(**kwargs: Any) -> gr.Image:
+    """A ``gr.Image`` input whose uploads go through ``read_upload`` (an instance override:
+    a subclass would make Gradio write a .pyi stub next to this file)."""
+    comp = gr.Image(type="numpy", sources=["upload", "webcam", "clipboard"], **kwargs)
+    comp.preprocess = read_upload  # type: ignore[method-assign]
+    return comp
 
 
-def explanation_panels(res, faithfulness: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
-    """One panel per method: both faces' maps side by side, its runtime, its deletion score
-    on this pair (when measured), its words or its error."""
-    faithfulness = faithfulness or {}
-    random = faithfulness.get("random")
-    panels = []
-    faces = [f.image for f in res.pair]
-    for e in res.explanations:
-        panel: dict[str, Any] = {"method": e.method, "label": e.label, "error": e.error, "text": list(e.text), "image": None,
-                                 "caption": f"{e.label}: {e.runtime_s:.1f} s"}  # fmt: skip
-        if e.ok and e.maps:
-            pics = [render_map(f, m, e.signed, e.extras.get("display")) for f, m in zip(faces, e.maps, strict=True)]
-            panel["image"] = side_by_side(pics)
-            preset = e.extras.get("preset")
-            fp = f", {int(e.scores['forward_passes'])} forward passes" if "forward_passes" in e.scores else ""
-            panel["caption"] = f"{e.label}: {e.runtime_s:.1f} s{fp}" + (f", preset {preset}" if preset else "")
-            panel["faithfulness"] = faithfulness.get(e.method)
-            deletion = faithfulness_words(panel["faithfulness"], random)
-            if deletion:
-                panel["caption"] += f"; {deletion}"
-        panels.append(panel)
-    return panels
-
-
-def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarray | None, methods: list[str] | None = None,
-                  preset: str = "fast", progress: Any = None, deletion_scores: bool = True,
-                  gallery: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """Everything the page shows for one pair. Errors come back as a message, not a raise;
-    a method that fails shows its error in its own panel while the others still show.
-    ``deletion_scores`` adds each map's deletion score on this pair (and a random map's);
-    ``gallery`` (a folder or identities CSV) is what SDD compares against."""
-    if image_a is None or image_b is None:
-        return {"ok": False, "message": "Upload two photos, one on each side."}
-    knobs: dict[str, Any] = {"preset": preset}
-    if gallery:
-        knobs["gallery"] = gallery
-    try:
-        res = runner.explain(image_a, image_b, methods=methods or (), progress=progress, **knobs)
-        if progress is not None and deletion_scores and res.explanations:
-            progress(1.0, "measuring the deletion scores")
-        faith = runner.faithfulness(res) if deletion_scores else {}
-    except ModelUnavailableError as e:  # say which weights are missing; the measured geometry still shows
-        out = {"ok": False, "message": f"The model cannot run here: {e}", "words": ""}
-        try:
-            free = runner.explain_without_model(image_a, image_b, list(dict.fromkeys([*(methods or ()), "geometry"])))
-        except XFVError as why:
-            out["words"] = f"Nor could the photos be measured: {why}"
-            return out
-        out["words"] = "\n\n".join(
-            f"**{x.label}** (needs no model)" + "".join(f"\n- {t}" for t in x.text) if x.ok else f"**{x.label}**: failed: {x.error}" for x in free
-        )
-        return out
-    except XFVError as e:
-        return {"ok": False, "message": f"Could not compare these photos: {e}"}
-    verdict = verdict_sentence(res)
-    details = res.to_dict()
-    for e in details["explanations"]:
-        e["extras"].pop("regions", None)  # shown as sentences; the full tables are in the CLI's JSON
-    panels = explanation_panels(res, faith)
-    details["faithfulness"] = faith
-    words = []
-    for p in panels:
+def _panel_updates(panels: list[dict[str, Any]], slots: list[str]) -> list[Any]:
+    """Visibility, title, picture and words of every method's panel slot."""
+    by_method = {p["method"]: p for p in panels}
+    out: list[Any] = []
+    for name in slots:
+        p = by_method.get(name)
+        if p is None:
+            out += [gr.update(visible=False), "", None, ""]
+            continue
         if p["error"]:
-            words.append(f"**{p['label']}**: failed: {p['error']}")
+            title, words = f"### {p['label']}", f"**Failed:** {p['error']}"
         else:
-            words.append(f"**{p['caption']}**\n" + "".join(f"\n- {t}" for t in p["text"]))
-    return {
-        "ok": True,
-        "result": res,
-        "faithfulness": faith,
-        "message": ("**" + verdict + "**") + ("".join(f"\n\n_Note: {n}_" for n in res.notes)),
-        "bar": confidence_bar(res.c_score, res.same),
-        "details": details,
-        "crop_a": res.pair.a.image,
-        "crop_b": res.pair.b.image,
-        "panels": panels,
-        "gallery": [(p["image"], p["caption"]) for p in panels if p["image"] is not None],
-        "words": "\n\n".join(words),
-    }
+            title, words = f"### {p['caption']}", "\n".join(f"- {t}" for t in p["text"])
+        out += [gr.update(visible=True), title, p["image"], words]
+    return out
 
 
-def build_demo(runner: Runner | None = None, gallery: str | None = None):
-    """The ``gr.Blocks`` app over one ``Runner`` (the offline default model if none).
-    ``gallery`` (default: the ``XFV_GALLERY`` environment variable) is the folder or
-    identities CSV SDD takes its competing identities from."""
-    import os
-
-    import gradio as gr
-
-    runner = runner or Runner()
+def build_demo(
+    runner: Any = None, gallery: str | None = None, examples: str | None = None, cxr: CXRModels | None = None, chat: Any = None
+) -> gr.Blocks:
+    """The ``gr.Blocks`` app. ``runner``: the face model's ``Runner`` (the offline default if
+    none; the model menu makes others on demand); ``gallery`` (default ``XFV_GALLERY``): the
+    folder or identities CSV SDD compares against; ``examples`` (default ``XFV_EXAMPLES``):
+    a folder of example pairs (``apps.handlers.example_pairs``); ``cxr``: the chest X-ray
+    model (default: ``XFV_CXR_CLIP`` / BiomedCLIP, with ``XFV_CXR_HEAD``); ``chat``: the
+    question answerer (default ``core.chat.Chat()``)."""
+    runners = Runners(runner)
     sdd_gallery = gallery or os.environ.get("XFV_GALLERY") or None
+    pairs = example_pairs(examples or os.environ.get("XFV_EXAMPLES"))
+    cxr_models = cxr or CXRModels()
+    slots = explainer_names()
 
-    def on_compare(a, b, methods, preset, scores, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
-        out = compare_faces(runner, a, b, methods, preset, progress=lambda f, msg: progress(f, desc=msg), deletion_scores=bool(scores),
+    def on_model(model):
+        caps = runner_capabilities(runners.get(model))
+        choices = method_choices(caps)
+        keep = [k for _, k in choices if k == "xmap3"]
+        note = "" if caps is not None else "_The weights of this model are not here: every method is listed, and running says what to download._"
+        return gr.update(choices=choices, value=keep), note
+
+    def on_compare(model, a, b, methods, preset, scores, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+        out = compare_faces(runners.get(model), a, b, methods, preset, progress=lambda f, msg: progress(f, desc=msg), deletion_scores=bool(scores),
                             gallery=sdd_gallery)  # fmt: skip
         if not out["ok"]:
-            return out["message"], "", {}, None, None, [], out.get("words", ""), None
-        last = {"result": out["result"], "faithfulness": out["faithfulness"]}
-        return out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"], out["gallery"], out["words"], last
+            return [out["message"], "", {}, None, None, out.get("words", ""), None, gr.update(visible=False, value=None),
+                    gr.update(visible=False, value=None), *_panel_updates([], slots)]  # fmt: skip
+        charts = out["charts"]
+        plot = gr.update(visible=bool(charts), value=figure(charts[0][1]) if charts else None)
+        regions = gr.update(visible=bool(out["regions"]), value=out["regions"] or None)
+        last = {"kind": "faces", "result": out["result"], "faithfulness": out["faithfulness"]}
+        words = "\n\n".join(f"**{p['label']}**" + "".join(f"\n- {t}" for t in p["text"])
+                              for p in out["panels"] if not p["error"] and p["image"] is None)  # fmt: skip
+        return [out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"], words, last, plot, regions,
+                *_panel_updates(out["panels"], slots)]  # fmt: skip
 
     def on_export(last):
-        if not last:
+        if not last or last.get("kind") != "faces":
             raise gr.Error("Compare two photos first; the report is of the last comparison.")
         return export_report(last["result"], last["faithfulness"])
 
-    caps = runner_capabilities(runner)
+    def on_xray(path, method):
+        out = diagnose_xray(cxr_models, path, method)
+        if not out["ok"]:
+            return out["message"], "", gr.update(visible=False, value=None), None, None, "", None
+        last = {"kind": "cxr", "result": out["result"]}
+        return out["message"], out["words"], gr.update(visible=True, value=figure(out["chart"])), out["image"], out["saliency"], \
+            out["saliency_caption"], last  # fmt: skip
+
+    def on_ask(question, history, last):
+        from apps.handlers import ask
+
+        history = list(history or [])
+        reply = ask(chat, last, question)
+        if question and question.strip():
+            history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+        return history, ""
+
+    first = runners.get()
+    caps = runner_capabilities(first)
     choices = method_choices(caps)
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
-        with gr.Row():
-            img_a = gr.Image(label="Photo A (probe)", type="numpy", sources=["upload", "webcam", "clipboard"])
-            img_b = gr.Image(label="Photo B (reference)", type="numpy", sources=["upload", "webcam", "clipboard"])
-        with gr.Row():
-            methods = gr.CheckboxGroup(choices, value=["xmap3"] if any(k == "xmap3" for _, k in choices) else [], label="Explanation methods",
-                                       elem_id="methods")  # fmt: skip
-            preset = gr.Radio([(v, k) for k, v in PRESETS.items()], value="fast", label="Preset", elem_id="preset")
-            scores = gr.Checkbox(value=True, label="Deletion score of each map on this pair (against a random map)", elem_id="deletion")
-        cost = gr.Markdown(cost_text(runner, ["xmap3"], "fast"), elem_id="cost")
-        compare = gr.Button("Compare", variant="primary")
-        verdict = gr.Markdown(elem_id="verdict")
-        bar = gr.HTML(elem_id="cscore")
-        with gr.Row():
-            crop_a = gr.Image(label="Aligned face A", interactive=False, elem_id="crop_a")
-            crop_b = gr.Image(label="Aligned face B", interactive=False, elem_id="crop_b")
-        gallery = gr.Gallery(label="Explanations (face A left, face B right; green: similar, red: dissimilar)",
-                             columns=2, height="auto", elem_id="maps")  # fmt: skip
-        words = gr.Markdown(elem_id="words")
-        details = gr.JSON(label="Details (model, weights hash, threshold, parameters, timings, scores)")
-        with gr.Row():
-            export = gr.Button("Audit report (HTML + JSON)", elem_id="export")
-            report_files = gr.File(label="Report files", file_count="multiple", interactive=False, elem_id="report")
         last = gr.State(None)
+        with gr.Tabs():
+            with gr.Tab("Face verification", id="faces"):
+                with gr.Row():
+                    model = gr.Dropdown(model_choices(), value=first.model_name, elem_id="model",
+                                        label="Face model (offline default first; others need their weights)")  # fmt: skip
+                    model_note = gr.Markdown()
+                with gr.Row():
+                    img_a = face_image(label="Photo A (probe)", elem_id="photo_a")
+                    img_b = face_image(label="Photo B (reference)", elem_id="photo_b")
+                if pairs:
+                    gr.Examples(pairs, [img_a, img_b], label="Example pairs")
+                with gr.Row():
+                    default = ["xmap3"] if any(k == "xmap3" for _, k in choices) else []
+                    methods = gr.CheckboxGroup(choices, value=default, label="Explanation methods", elem_id="methods")
+                    preset = gr.Radio([(v, k) for k, v in PRESETS.items()], value="fast", label="Preset", elem_id="preset")
+                    scores = gr.Checkbox(value=True, label="Deletion score of each map on this pair (against a random map)", elem_id="deletion")
+                cost = gr.Markdown(cost_text(first, default, "fast"), elem_id="cost")
+                compare = gr.Button("Compare", variant="primary", elem_id="compare")
+                verdict = gr.Markdown(elem_id="verdict")
+                bar = gr.HTML(elem_id="cscore")
+                with gr.Row():
+                    crop_a = gr.Image(label="Aligned face A", interactive=False, elem_id="crop_a")
+                    crop_b = gr.Image(label="Aligned face B", interactive=False, elem_id="crop_b")
+                gr.Markdown("Maps: face A left, face B right; green: similar, red: dissimilar (heat: relevance).")
+                panel_parts: list[Any] = []
+                for name in slots:
+                    with gr.Column(visible=False, elem_id=f"panel-{name}", elem_classes=["method-panel"]) as col:
+                        title = gr.Markdown()
+                        pic = gr.Image(show_label=False, interactive=False, elem_id=f"map-{name}")
+                        text = gr.Markdown()
+                    panel_parts += [col, title, pic, text]
+                words = gr.Markdown(elem_id="words")
+                concepts = gr.Plot(label="Concept scores", visible=False, elem_id="concepts")
+                regions = gr.Dataframe(headers=REGION_HEADERS, label="Facial regions of each map", visible=False, interactive=False,
+                                       elem_id="regions")  # fmt: skip
+                details = gr.JSON(label="Details (model, weights hash, threshold, parameters, timings, scores)")
+                with gr.Row():
+                    export = gr.Button("Audit report (HTML + JSON)", elem_id="export")
+                    report_files = gr.File(label="Report files", file_count="multiple", interactive=False, elem_id="report")
+            with gr.Tab("Chest X-ray", id="cxr"):
+                gr.Markdown("Pleural effusion on one chest X-ray (PNG, JPEG or DICOM), explained by radiology descriptors "
+                            "(the concept bottleneck of Yalavarthi and Ratha over BiomedCLIP).")  # fmt: skip
+                with gr.Row():
+                    xray = gr.File(label="Chest X-ray", file_types=[".png", ".jpg", ".jpeg", ".dcm", ".dicom"], type="filepath", elem_id="xray")
+                    sal_method = gr.Radio([(v, k) for k, v in CXR_SALIENCY.items()], value="vit_lrp", label="Saliency map")
+                diagnose = gr.Button("Diagnose", variant="primary", elem_id="diagnose")
+                x_verdict = gr.Markdown(elem_id="cxr_verdict")
+                x_words = gr.Markdown(elem_id="cxr_words")
+                x_chart = gr.Plot(label="Descriptors", visible=False)
+                with gr.Row():
+                    x_crop = gr.Image(label="What the model saw", interactive=False)
+                    x_map = gr.Image(label="Saliency", interactive=False)
+                x_caption = gr.Markdown()
+            with gr.Tab("Ask about the result", id="chat"):
+                gr.Markdown("Questions about the last comparison or X-ray (e.g. _Which region made them look alike?_, "
+                            "_How sure is it?_, _Why not a match?_). Answers come only from the computed results.")  # fmt: skip
+                chatbot = gr.Chatbot(label="Answers", elem_id="chatbot", height=360)
+                question = gr.Textbox(label="Question", placeholder="How sure is it?", elem_id="question")
+                question.submit(on_ask, [question, chatbot, last], [chatbot, question])
+            _explore_tab(runners)
+
+        model.change(on_model, [model], [methods, model_note])
         for control in (methods, preset):
-            control.change(lambda m, p: cost_text(runner, m, p), [methods, preset], cost)
-        compare.click(on_compare, [img_a, img_b, methods, preset, scores], [verdict, bar, details, crop_a, crop_b, gallery, words, last],
-                      concurrency_limit=1)  # fmt: skip
-        export.click(on_export, [last], [report_files])
+            control.change(lambda md, m, p: cost_text(runners.get(md), m, p), [model, methods, preset], cost)
+        compare.click(on_compare, [model, img_a, img_b, methods, preset, scores],
+                      [verdict, bar, details, crop_a, crop_b, words, last, concepts, regions, *panel_parts],
+                      concurrency_limit=1, concurrency_id="model", api_name="compare")  # fmt: skip
+        export.click(on_export, [last], [report_files], api_name="report")
+        diagnose.click(on_xray, [xray, sal_method], [x_verdict, x_words, x_chart, x_crop, x_map, x_caption, last],
+                       concurrency_limit=1, concurrency_id="model", api_name="xray")  # fmt: skip
     return demo
+
+
+def _explore_tab(runners: Runners) -> None:
+    """The explorer and viewer of the X-Map platform for a user's own data: a pairs CSV (or
+    a folder of identity sub-folders) through the batch path with progress, a table to sort
+    and filter, and the maps of the row clicked."""
+    from apps import explore
+
+    def on_run(model, upload, folder, methods, preset, per_label, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+        source = upload or (folder or "").strip() or None
+        out = explore.run_explore(runners.get(model), source, methods or [], preset, int(per_label) if per_label else None,
+                                  progress=lambda f, msg: progress(f, desc=msg))  # fmt: skip
+        if not out["ok"]:
+            return out["message"], gr.update(value=None), None
+        return out["summary"], gr.update(value=out["table"]), out["out_dir"]
+
+    def on_filter(out_dir, decision, correct, min_c, text):
+        if not out_dir:
+            return gr.update()
+        return gr.update(value=explore.filtered_table(out_dir, decision, correct, min_c, text))
+
+    def on_select(out_dir, evt: gr.SelectData):
+        if not out_dir:
+            return "Run a batch first.", [], ""
+        row = evt.row_value or []
+        view = explore.explore_view(out_dir, int(row[0]))
+        if not view["ok"]:
+            return view["message"], [], ""
+        return view["message"], view["gallery"], view.get("words", "")
+
+    with gr.Tab("Explore", id="explore"):
+        gr.Markdown("Run a pairs CSV (`file_x,file_y,same`; or `file,identity`) or a folder of identity sub-folders through the batch path, "
+                    "then sort and filter the pairs and click one to see its maps.")  # fmt: skip
+        with gr.Row():
+            upload = gr.File(label="Pairs CSV", file_types=[".csv"], type="filepath")
+            folder = gr.Textbox(label="...or a folder / CSV path on this machine", placeholder="../shared/data/faces/deepface")
+        with gr.Row():
+            model = gr.Dropdown(model_choices(), value=runners.default, label="Face model")
+            methods = gr.CheckboxGroup(method_choices(), value=["xmap3"], label="Explanation methods")
+            preset = gr.Radio([(v, k) for k, v in PRESETS.items()], value="fast", label="Preset")
+            per_label = gr.Number(value=5, precision=0, label="Pairs per label (empty: all)")
+        run = gr.Button("Run the batch", variant="primary", elem_id="explore_run")
+        summary = gr.Markdown(elem_id="explore_summary")
+        with gr.Row():
+            decision = gr.Dropdown(["any", "same", "different"], value="any", label="Decision")
+            correct = gr.Dropdown(["any", "correct", "wrong"], value="any", label="Correctness")
+            min_c = gr.Slider(0.5, 1.0, value=0.5, step=0.01, label="C-Score at least")
+            text = gr.Textbox(label="File name contains")
+        table = gr.Dataframe(label="Pairs (click a row to see its maps)", interactive=False, show_search="search", elem_id="explore_table")
+        out_dir = gr.State(None)
+        view_msg = gr.Markdown(elem_id="explore_verdict")
+        view_maps = gr.Gallery(label="Maps of the pair", columns=1, height="auto", elem_id="explore_maps")
+        view_words = gr.Markdown()
+        run.click(on_run, [model, upload, folder, methods, preset, per_label], [summary, table, out_dir],
+                  concurrency_limit=1, concurrency_id="model")  # fmt: skip
+        for control in (decision, correct, min_c, text):
+            control.change(on_filter, [out_dir, decision, correct, min_c, text], [table])
+        table.select(on_select, [out_dir], [view_msg, view_maps, view_words])
+
+
+def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None) -> None:
+    """Serve on 127.0.0.1 (``GRADIO_SERVER_NAME`` to change), no share link, uploads capped."""
+    demo.queue(default_concurrency_limit=1).launch(
+        server_name=host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=port or int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        share=False,
+        max_file_size=MAX_UPLOAD,
+    )

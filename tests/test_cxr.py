@@ -123,3 +123,33 @@ def test_the_whole_path_from_reports_to_scored_explanations():
     results = [diagnose(model, CXR / f, top=3) for f in files]
     scores = text_scores([([c["descriptor"] for c in r.concepts], m.concepts) for r, m in zip(results, mined, strict=True)])
     assert scores.n == 4 and 0 <= scores.rouge_l <= 1 and 0 <= scores.meteor <= 1
+
+
+def test_saliency_starts_from_shares_that_sum_to_the_logit():
+    from core.cxr import _class_logit, saliency
+
+    model = tiny_cxr()
+    e = torch.randn(2, model.text.shape[1])
+    for cls in (0, 1):
+        logit, share = _class_logit(model, e, cls)
+        assert torch.allclose(share.sum(1), logit, atol=1e-4)  # zero-shot: the logit is linear in n(e)
+    img = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    for method in ("vit_lrp", "vit_lrp_nograd", "rollout"):
+        s = saliency(model, img, method)
+        assert s.map.shape == (32, 32) and s.map.min() >= 0 and s.map.max() == pytest.approx(1.0)
+    towards, against = saliency(model, img, "vit_lrp", effusion=True), saliency(model, img, "vit_lrp", effusion=False)
+    assert towards.explained != against.explained and towards.logit != pytest.approx(against.logit)
+    assert not np.allclose(towards.map, against.map)  # the evidence for one class is not the evidence for the other
+
+
+def test_saliency_in_supervised_mode_uses_the_head():
+    from core.cxr import _class_logit
+
+    model = tiny_cxr()
+    torch.manual_seed(1)
+    model.add_head()
+    e = torch.randn(1, model.text.shape[1])
+    logit, share = _class_logit(model, e, 1)
+    logits = model.head(model.score(torch.nn.functional.normalize(model.alpha * e + (1 - model.alpha) * model.adapter(e), dim=1))[1])
+    assert logit.item() == pytest.approx(logits[0, 1].item(), abs=1e-5)
+    assert share.abs().sum() > 0 and share.shape == e.shape

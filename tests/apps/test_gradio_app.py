@@ -104,3 +104,17 @@ def test_the_last_comparison_exports_an_audit_report(runner, tmp_path):
     assert 'id="m-cam"' in page and "deletion_auc" in page
     with pytest.raises(ValueError, match="compare two photos first"):
         export_report(None, None)
+
+
+@pytest.mark.needs_data
+def test_each_method_has_its_own_panel_and_a_failure_stays_in_its_panel(runner):
+    from apps.gradio_app import _panel_updates
+
+    out = compare_faces(runner, load_image(MISC / "obama.jpg"), load_image(MISC / "biden.jpg"), ["xmap3", "vit_lrp"], "fast", deletion_scores=False)
+    slots = ["xmap1", "xmap3", "vit_lrp"]
+    updates = _panel_updates(out["panels"], slots)
+    assert len(updates) == 4 * len(slots)
+    hidden, shown, failed = updates[0:4], updates[4:8], updates[8:12]
+    assert hidden[0]["visible"] is False and hidden[2] is None
+    assert shown[0]["visible"] is True and shown[2].shape[0] == 112 and "X-Map III" in shown[1] and shown[3].startswith("- ")
+    assert failed[0]["visible"] is True and failed[2] is None and "**Failed:**" in failed[3] and "vit" in failed[3]

@@ -1,0 +1,99 @@
+"""The handlers both apps share: model menu, examples, region table, charts, chest X-rays,
+temporary files. Computations are core's; these check what reaches the page."""
+
+import numpy as np
+import pytest
+
+from apps import handlers as H
+from core.io import load_image
+
+from ..conftest import CXR, MISC
+from ..test_cxr import tiny_cxr
+
+
+def test_the_model_menu_puts_the_offline_default_first_and_marks_downloads():
+    choices = H.model_choices()
+    assert choices[0][1] == "sface" and "offline" in choices[0][0].lower()
+    others = [label for label, name in choices[1:]]
+    assert others and all("download" in label.lower() for label in others)
+
+
+def test_runners_are_made_once_per_model(runner):
+    pool = H.Runners(runner)
+    assert pool.get() is runner and pool.get("sface") is runner
+    clip = pool.get("clip_vit_l14")
+    assert clip is pool.get("clip_vit_l14") and clip is not runner and clip.model_name == "clip_vit_l14"
+
+
+def test_example_pairs_from_a_pairs_csv_or_two_by_two(tmp_path):
+    for name in ("b.jpg", "a.jpg", "c.png", "d.png", "e.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    assert H.example_pairs(tmp_path) == [[str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")], [str(tmp_path / "c.png"), str(tmp_path / "d.png")]]
+    (tmp_path / "pairs.csv").write_text("file_x,file_y,same\ne.jpg,a.jpg,0\nmissing.jpg,a.jpg,1\n")
+    assert H.example_pairs(tmp_path) == [[str(tmp_path / "e.jpg"), str(tmp_path / "a.jpg")]]  # rows with a missing photo are left out
+    assert H.example_pairs(None) == [] and H.example_pairs(tmp_path / "nowhere") == []
+
+
+def test_temporary_files_live_under_one_process_folder():
+    root = H.temp_root()
+    a, b = H.work_dir("report"), H.work_dir("report")
+    assert a != b and a.parent == root == b.parent and a.is_dir()
+
+
+@pytest.mark.needs_data
+def test_region_rows_follow_the_maps_tables(runner):
+    out = H.compare_faces(runner, load_image(MISC / "obama.jpg"), load_image(MISC / "obama2.jpg"), ["xmap3"], "fast", deletion_scores=False)
+    rows = out["regions"]
+    assert rows and all(len(r) == len(H.REGION_HEADERS) for r in rows)
+    table = out["result"].explanations[0].extras["regions"]
+    mine = [r for r in rows if r[1] in ("A", "both")]
+    best = max(table[0], key=lambda r: r["similar"] + r["dissimilar"])
+    assert mine[0][2] == best["label"] and mine[0][3] == round(100 * best["similar"], 1)
+    assert out["charts"] == []  # X-Maps carry no concept chart
+
+
+def test_figure_reads_the_explainers_chart_dicts():
+    from core.explainers.concepts import bar_chart
+
+    fig = H.figure(bar_chart(["a", "b"], [0.2, 0.5], "T", "x"))
+    assert list(fig.data[0].y) == ["b", "a"] and fig.layout.title.text == "T"
+    assert H.figure(None) is None
+
+
+@pytest.mark.needs_data
+def test_an_xray_is_diagnosed_explained_and_mapped():
+    out = H.diagnose_xray(H.CXRModels(tiny_cxr()), CXR / "00000001_000.png")
+    assert out["ok"] and "effusion" in out["message"].lower() and "zero-shot" in out["message"]
+    assert out["words"].count("\n- ") + 1 >= 3
+    assert out["chart"]["data"][0]["type"] == "bar" and out["saliency"].shape == out["image"].shape
+    assert "evidence for" in out["saliency_caption"]
+    plain = H.diagnose_xray(H.CXRModels(tiny_cxr()), CXR / "00000001_000.png", "none")
+    assert plain["saliency"] is None
+
+
+def test_xray_errors_are_messages(tmp_path):
+    assert "Upload a chest X-ray" in H.diagnose_xray(H.CXRModels(tiny_cxr()), None)["message"]
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an x-ray")
+    out = H.diagnose_xray(H.CXRModels(tiny_cxr()), bad)
+    assert not out["ok"] and "Could not read this X-ray" in out["message"]
+    missing = H.diagnose_xray(H.CXRModels(clip=str(tmp_path)), bad)  # no model folder there, and no Hub
+    assert not missing["ok"] and "cannot run here" in missing["message"]
+
+
+def test_faces_are_read_by_core_and_non_images_say_so(tmp_path):
+    import gradio as gr
+
+    from apps.gradio_app import face_image
+
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("hello, not a photo")
+    comp = face_image()
+    with pytest.raises(gr.Error, match=r"notes\.jpg is text, not an image"):
+        comp.preprocess(gr.FileData(path=str(bad), orig_name="notes.jpg"))
+    good = tmp_path / "grey.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(good)
+    arr = comp.preprocess(gr.FileData(path=str(good), orig_name="grey.png"))
+    assert arr.shape == (20, 30, 3) and int(arr[0, 0, 0]) == 90
