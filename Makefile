@@ -10,13 +10,16 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED = False
 
-.PHONY: demo test lint format env bench calibrate clean
+.PHONY: demo streamlit test lint format env bench calibrate clean
 
 env:
 	@echo $(VENV)
 
 demo:
 	$(PY) app.py
+
+streamlit:
+	$(PY) -m streamlit run apps/streamlit_app.py
 
 test:
 	$(PY) -m ruff check .

@@ -239,59 +239,76 @@ def build_demo(
 def _explore_tab(runners: Runners) -> None:
     """The explorer and viewer of the X-Map platform for a user's own data: a pairs CSV (or
     a folder of identity sub-folders) through the batch path with progress, a table to sort
-    and filter, and the maps of the row clicked."""
+    and filter, and the maps of the row clicked (handlers: ``apps.explore``)."""
     from apps import explore
+    from apps.handlers import work_dir
+
+    def frame(table: dict[str, Any]) -> dict[str, Any]:
+        return gr.update(value={"headers": table["headers"], "data": table["values"]})
 
     def on_run(model, upload, folder, methods, preset, per_label, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         source = upload or (folder or "").strip() or None
-        out = explore.run_explore(runners.get(model), source, methods or [], preset, int(per_label) if per_label else None,
+        out = explore.run_explore(runners.get(model), source, methods or [], preset, per_label or None, out_dir=work_dir("explore"),
                                   progress=lambda f, msg: progress(f, desc=msg))  # fmt: skip
         if not out["ok"]:
             return out["message"], gr.update(value=None), None
-        return out["summary"], gr.update(value=out["table"]), out["out_dir"]
+        state = {"out": out["out"], "rows": out["rows"], "methods": out["methods"], "shown": out["rows"]}
+        return out["summary"], frame(out["table"]), state
 
-    def on_filter(out_dir, decision, correct, min_c, text):
-        if not out_dir:
-            return gr.update()
-        return gr.update(value=explore.filtered_table(out_dir, decision, correct, min_c, text))
+    def on_filter(state, decision, correct, min_c, text, sort_by, descending):
+        if not state:
+            return gr.update(), state, ""
+        out = explore.explore_table(state["rows"], state["methods"], decision, correct, min_c, text, sort_by, descending)
+        if not out["ok"]:
+            return gr.update(), state, out["message"]
+        return frame(out["table"]), {**state, "shown": out["rows"]}, out["message"]
 
-    def on_select(out_dir, evt: gr.SelectData):
-        if not out_dir:
-            return "Run a batch first.", [], ""
+    def on_select(state, evt: gr.SelectData):
+        if not state:
+            return "Run a batch first.", None, None, [], ""
         row = evt.row_value or []
-        view = explore.explore_view(out_dir, int(row[0]))
+        index = int(row[0]) if row and str(row[0]).lstrip("-").isdigit() else explore.selected_index(state["shown"], evt.index)
+        view = explore.explore_view(state["out"], index)
         if not view["ok"]:
-            return view["message"], [], ""
-        return view["message"], view["gallery"], view.get("words", "")
+            return view["message"], None, None, [], ""
+        return view["message"], view["crop_a"], view["crop_b"], view["gallery"], view["words"]
 
     with gr.Tab("Explore", id="explore"):
-        gr.Markdown("Run a pairs CSV (`file_x,file_y,same`; or `file,identity`) or a folder of identity sub-folders through the batch path, "
-                    "then sort and filter the pairs and click one to see its maps.")  # fmt: skip
+        gr.Markdown("Run a pairs CSV (`file_x,file_y[,same]`, names relative to the CSV; or `file,identity`) or a folder of identity "
+                    "sub-folders through the batch path (`python -m core batch`), then sort and filter the pairs and click one "
+                    "to see its maps.")  # fmt: skip
         with gr.Row():
             upload = gr.File(label="Pairs CSV", file_types=[".csv"], type="filepath")
-            folder = gr.Textbox(label="...or a folder / CSV path on this machine", placeholder="../shared/data/faces/deepface")
+            folder = gr.Textbox(label="...or a CSV or folder on the server", placeholder="../shared/data/faces/deepface/pairs.csv")
         with gr.Row():
             model = gr.Dropdown(model_choices(), value=runners.default, label="Face model")
             methods = gr.CheckboxGroup(method_choices(), value=["xmap3"], label="Explanation methods")
             preset = gr.Radio([(v, k) for k, v in PRESETS.items()], value="fast", label="Preset")
-            per_label = gr.Number(value=5, precision=0, label="Pairs per label (empty: all)")
+            per_label = gr.Number(value=5, precision=0, label="Pairs per label (0: all)")
         run = gr.Button("Run the batch", variant="primary", elem_id="explore_run")
         summary = gr.Markdown(elem_id="explore_summary")
         with gr.Row():
-            decision = gr.Dropdown(["any", "same", "different"], value="any", label="Decision")
-            correct = gr.Dropdown(["any", "correct", "wrong"], value="any", label="Correctness")
-            min_c = gr.Slider(0.5, 1.0, value=0.5, step=0.01, label="C-Score at least")
+            decision = gr.Dropdown(list(explore.DECISION_CHOICES), value="any", label="Decision")
+            correct = gr.Dropdown(list(explore.CORRECT_CHOICES), value="any", label="Correctness")
+            min_c = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="C-Score at least")
             text = gr.Textbox(label="File name contains")
-        table = gr.Dataframe(label="Pairs (click a row to see its maps)", interactive=False, show_search="search", elem_id="explore_table")
-        out_dir = gr.State(None)
+            sort_by = gr.Dropdown(["index", "c_score", "similarity", "correct", "decision", "runtime_s"], value="index", label="Sort by")
+            descending = gr.Checkbox(value=False, label="Descending")
+        shown = gr.Markdown()
+        table = gr.Dataframe(label="Pairs (click a row to see its maps)", interactive=False, elem_id="explore_table")
+        state = gr.State(None)
         view_msg = gr.Markdown(elem_id="explore_verdict")
-        view_maps = gr.Gallery(label="Maps of the pair", columns=1, height="auto", elem_id="explore_maps")
+        with gr.Row():
+            view_a = gr.Image(label="Face A", interactive=False)
+            view_b = gr.Image(label="Face B", interactive=False)
+        view_maps = gr.Gallery(label="Maps of the pair (face A left, face B right)", columns=1, height="auto", elem_id="explore_maps")
         view_words = gr.Markdown()
-        run.click(on_run, [model, upload, folder, methods, preset, per_label], [summary, table, out_dir],
+        run.click(on_run, [model, upload, folder, methods, preset, per_label], [summary, table, state],
                   concurrency_limit=1, concurrency_id="model")  # fmt: skip
-        for control in (decision, correct, min_c, text):
-            control.change(on_filter, [out_dir, decision, correct, min_c, text], [table])
-        table.select(on_select, [out_dir], [view_msg, view_maps, view_words])
+        filters = [state, decision, correct, min_c, text, sort_by, descending]
+        for control in filters[1:]:
+            control.change(on_filter, filters, [table, state, shown])
+        table.select(on_select, [state], [view_msg, view_a, view_b, view_maps, view_words])
 
 
 def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None) -> None:

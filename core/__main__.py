@@ -230,6 +230,55 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0 if all(e.ok for e in res.explanations) else 1
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import rows_table, run_batch, summary_lines
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    runner = _runner(args)
+    knobs = _knobs(args)
+    knobs.pop("preset", None)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=1000, desc="batch", bar_format="{l_bar}{bar}| {elapsed}<{remaining}", file=sys.stderr)
+
+    def progress(frac: float, message: str) -> None:
+        if bar is not None:
+            bar.n = int(frac * 1000)
+            bar.set_description(message[:40], refresh=False)
+            bar.refresh()
+
+    try:
+        res = run_batch(runner, args.source, args.images, methods, out=args.out, preset=args.preset, per_label=args.per_label,
+                        progress=progress, limit=args.limit, **knobs)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = res.summary()
+    if args.json:
+        out = {"summary": summary, "methods": res.methods, "model": res.model, "out": None if res.out is None else str(res.out),
+               "rows": [r.to_dict() for r in res.rows]}  # fmt: skip
+        print(json.dumps(jsonable(out), indent=2))
+        return 0
+    headers, table = rows_table(res.rows[: args.show], res.methods)
+    err = headers.index("error")
+    cells = [["" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in line] for line in table]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)) if i != err))
+    for c in cells:
+        line = "  ".join(v.ljust(w) for i, (v, w) in enumerate(zip(c, widths, strict=True)) if i != err)
+        print(line + (f"  error: {c[err]}" if c[err] else ""))
+    if len(res.rows) > len(table):
+        print(f"... {len(res.rows) - len(table)} more rows" + (f" in {res.out / 'pairs.csv'}" if res.out is not None else " (--show N, --out DIR)"))
+    print()
+    for line in summary_lines(summary):
+        print(line)
+    if res.out is not None:
+        print(f"wrote {res.out / 'pairs.csv'} and {res.out / 'pairs'}/<index>.json")
+    return 0
+
+
 def cmd_map_stats(args: argparse.Namespace) -> int:
     from .evaluate.maps import map_means, pick_pairs
 
@@ -629,6 +678,25 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--json", action="store_true", help="print the result as JSON")
     x.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     x.set_defaults(func=cmd_explain)
+
+    bt = sub.add_parser("batch", help="verify and explain every pair of a pairs CSV or a folder: a table of decisions, correctness and C-Scores")
+    bt.add_argument("source", help="file_x,file_y[,same] pairs CSV, file,identity CSV, or a folder of identity sub-folders")
+    bt.add_argument("--images", help="folder the CSV's file names are relative to (default: the CSV's folder)")
+    model_args(bt)
+    bt.add_argument("--methods", default="xmap3", help="comma-separated methods, empty for none (default: %(default)s)")
+    bt.add_argument("--out", help="folder for pairs.csv, batch.json and pairs/<index>.json (exact maps, to reopen a pair later)")
+    bt.add_argument("--preset", choices=("fast", "full"), default="fast", help="explainer settings (default: %(default)s)")
+    bt.add_argument("--per-label", type=int, help="use only the first N genuine and N impostor pairs (and N unlabelled)")
+    bt.add_argument("--limit", type=int, help="use only the first N pairs (after --per-label)")
+    bt.add_argument("--batch-size", type=int, help="images per forward pass (a cost knob; results do not change)")
+    bt.add_argument("--seed", type=int, default=0, help="seed of the noise fill")
+    bt.add_argument("--threshold", type=float, help="decision threshold on cosine similarity (default: the calibration's)")
+    bt.add_argument("--calibration", help="calibration JSON (default: assets/calibration/MODEL.json)")
+    sdd_args(bt)
+    bt.add_argument("--show", type=int, default=50, help="rows to print (default: %(default)s; all are in --out)")
+    bt.add_argument("--json", action="store_true", help="print the summary and every row as JSON")
+    bt.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    bt.set_defaults(func=cmd_batch)
 
     st = sub.add_parser("map-stats", help="mean explanation map of genuine against impostor pairs, method by method")
     st.add_argument("csv", help="file_x,file_y,same pairs CSV (or file,identity CSV)")

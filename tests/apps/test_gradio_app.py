@@ -118,3 +118,30 @@ def test_each_method_has_its_own_panel_and_a_failure_stays_in_its_panel(runner):
     assert hidden[0]["visible"] is False and hidden[2] is None
     assert shown[0]["visible"] is True and shown[2].shape[0] == 112 and "X-Map III" in shown[1] and shown[3].startswith("- ")
     assert failed[0]["visible"] is True and failed[2] is None and "**Failed:**" in failed[3] and "vit" in failed[3]
+
+
+def _handlers(demo) -> dict:
+    return {f.name: f.fn for f in demo.fns.values()}
+
+
+@pytest.mark.slow
+@pytest.mark.needs_data
+def test_the_explore_tab_runs_a_csv_filters_it_and_opens_the_clicked_row(runner, tmp_path):
+    import gradio as gr
+
+    from ..conftest import DEEPFACE
+
+    fns = _handlers(build_demo(runner))
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(f"file_x,file_y,same\n{DEEPFACE}/img5.jpg,{DEEPFACE}/img10.jpg,1\n{DEEPFACE}/img5.jpg,{DEEPFACE}/img12.jpg,0\n"
+                   f"{DEEPFACE}/nope.jpg,{DEEPFACE}/img12.jpg,0\n")  # fmt: skip
+    summary, table, state = fns["on_run"]("sface", str(csv), "", ["cam"], "fast", 0, progress=lambda *a, **k: None)
+    assert "**3** pairs: 2 compared, 1 failed" in summary
+    rows = table["value"]["data"]
+    assert [r[0] for r in rows] == [0, 1, 2] and rows[2][-2].endswith("nope.jpg: no such file")
+    shown, state, message = fns["on_filter"](state, "different people", "any", 0.0, "", "index", False)
+    assert message == "1 of 3 pairs shown." and [r[0] for r in shown["value"]["data"]] == [1]
+    line = shown["value"]["data"][0]
+    verdict, face_a, face_b, maps, words = fns["on_select"](state, gr.SelectData(None, {"index": [0, 2], "value": line[2], "row_value": line}))
+    assert verdict.startswith("**Different people") and "the decision is **right**" in verdict
+    assert face_a.shape == face_b.shape == (112, 112, 3) and len(maps) == 1 and "CAM" in maps[0][1] and "CAM" in words

@@ -1,0 +1,228 @@
+"""Real-browser tests: Playwright drives Debian's Chromium (``/usr/bin/chromium``, never a
+downloaded browser) against ``python app.py`` served on a free loopback port.
+
+- Two real faces -> Compare -> the decision text, the aligned crops and the default
+  method's map appear; a full-page screenshot is saved (under pytest's ``tmp_path``, and
+  copied to the folder ``XFV_SCREENSHOTS`` names, if set).
+- A text file named ``notes.jpg`` reaches the server, which refuses it with
+  ``core.io.load_image``'s sentence in an error toast; a ``notes.txt`` is refused by
+  Gradio's browser side before any upload.
+
+Chromium is installed with ``apt-get`` if it is missing (skipped with the reason when that
+cannot be done). The app and the browser are always closed by the fixtures' finalisers.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ..conftest import MISC, ROOT
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"]
+#: Starting the app imports torch and loads the face model; comparing runs X-Map III and its
+#: deletion score on two CPU cores shared with other work.
+START_TIMEOUT_S = 120
+COMPARE_TIMEOUT_MS = 150_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ensure_chromium() -> Path:
+    """``/usr/bin/chromium``, installed with ``apt-get`` if missing; skips when it cannot be."""
+    if CHROMIUM.is_file():
+        return CHROMIUM
+    if shutil.which("apt-get") is None:
+        pytest.skip(f"{CHROMIUM} is missing and there is no apt-get to install Debian's chromium package")
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        pytest.skip(f"{CHROMIUM} is missing; install it as root: apt-get install -y chromium")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    log = []
+    for cmd in (["apt-get", "install", "-y", "--no-install-recommends", "chromium"], ["apt-get", "update"],
+                ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):  # fmt: skip
+        try:
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            pytest.skip(f"{CHROMIUM} is missing and `{' '.join(cmd)}` failed: {e}")
+        log.append(f"$ {' '.join(cmd)} -> {done.returncode}\n{(done.stdout + done.stderr)[-800:]}")
+        if CHROMIUM.is_file():
+            return CHROMIUM
+    pytest.skip(f"{CHROMIUM} is missing and could not be installed (no network to Debian's mirrors?):\n" + "\n".join(log))
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    return _ensure_chromium()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """``python app.py`` on a free loopback port; its output goes to a log file (a pipe
+    nobody reads would fill up and stall the server)."""
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("GRADIO_SERVER_NAME", None)
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    log = open(log_path, "w")  # noqa: SIM115 (closed in the finaliser)
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        up = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    up = r.status == 200
+                    break
+            except OSError:
+                time.sleep(1)
+        if not up:
+            log.flush()
+            pytest.fail(f"the app did not serve {url} within {START_TIMEOUT_S} s (exit code {proc.poll()}):\n{log_path.read_text()[-3000:]}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    pw = sync_api.sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=str(chromium_path), headless=True, args=BROWSER_ARGS)
+    except Exception:
+        pw.stop()
+        raise
+    try:
+        yield b
+    finally:
+        try:
+            b.close()
+        finally:
+            pw.stop()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A fresh page on the face tab, once the app's front end has rendered."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    try:
+        pg = context.new_page()
+        pg.set_default_timeout(30_000)
+        pg.goto(app_url)
+        pg.wait_for_selector("#compare", state="visible", timeout=60_000)
+        yield pg
+    finally:
+        context.close()
+
+
+def _upload(page, elem_id: str, path: Path) -> None:
+    # gr.Image keeps a hidden <input type=file accept="image/*"> inside its block.
+    page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
+
+
+def _toast_texts(page) -> list[str]:
+    return page.locator("[data-testid=toast-text]").all_inner_texts()
+
+
+@pytest.mark.needs_data
+def test_browser_compares_two_faces_and_shows_the_maps(page, tmp_path):
+    expect = sync_api.expect
+    # The default method is pre-selected.
+    assert page.locator("#methods input[name=xmap3]").is_checked()
+
+    _upload(page, "photo_a", MISC / "obama.jpg")
+    _upload(page, "photo_b", MISC / "obama2.jpg")
+    expect(page.locator("#photo_a img").first).to_be_visible()
+    expect(page.locator("#photo_b img").first).to_be_visible()
+    page.click("#compare")
+
+    # The verdict's own markdown (not its progress tracker) gets the decision, or an error
+    # toast appears: stop waiting at whichever comes first.
+    verdict = page.locator("#verdict [data-testid=markdown]")
+    page.wait_for_function(
+        """() => {
+            const md = document.querySelector('#verdict [data-testid=markdown]');
+            return (md && md.innerText.trim().length > 0) || document.querySelector('.toast-body.error') !== null;
+        }""",
+        timeout=COMPARE_TIMEOUT_MS,
+    )
+    text = verdict.inner_text()
+    assert "same person" in text.lower(), f"verdict {text!r}; toasts {_toast_texts(page)}"
+    expect(page.locator("#cscore")).to_contain_text("C-Score")
+
+    # The aligned crops and the X-Map III picture are loaded images.
+    for sel in ("#crop_a img", "#crop_b img", "#map-xmap3 img"):
+        page.wait_for_function(
+            "sel => { const i = document.querySelector(sel); return i !== null && i.complete && i.naturalWidth > 0; }", arg=sel, timeout=60_000
+        )
+    expect(page.locator("#panel-xmap3")).to_be_visible()
+    assert page.locator("#crop_a img").first.evaluate("i => i.naturalWidth") > 0
+    assert page.locator("#map-xmap3 img").first.evaluate("i => i.naturalWidth") > 0
+
+    shot = tmp_path / "face_tab.png"
+    page.screenshot(path=str(shot), full_page=True)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, f"screenshot of {len(data)} bytes"
+    if os.environ.get("XFV_SCREENSHOTS"):
+        out = Path(os.environ["XFV_SCREENSHOTS"])
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, out / shot.name)
+
+
+def test_browser_text_file_named_jpg_gets_a_not_an_image_message(page, tmp_path):
+    from core.errors import InvalidImageError
+    from core.io import load_image
+
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("These are my notes, not a photo.\n")
+    stream = io.BytesIO(notes.read_bytes())
+    stream.name = "notes.jpg"  # the app names the upload by its original file name
+    with pytest.raises(InvalidImageError) as err:
+        load_image(stream)
+    expected = str(err.value)
+
+    # The .jpg name passes the browser's accept="image/*" check, so the server sees the file.
+    _upload(page, "photo_a", notes)
+    _upload(page, "photo_b", notes)
+    page.click("#compare")
+    toast = page.locator(".toast-body.error [data-testid=toast-text]").filter(has_text="notes.jpg").first
+    sync_api.expect(toast).to_be_visible(timeout=60_000)
+    text = toast.inner_text()
+    assert "not an image" in text and expected in text, text
+    assert page.locator("#crop_a img").count() == 0
+
+
+def test_browser_refuses_a_txt_file_before_uploading(page, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("These are my notes, not a photo.\n")
+    _upload(page, "photo_a", notes)
+    toast = page.locator("[data-testid=toast-text]").filter(has_text="notes.txt").first
+    sync_api.expect(toast).to_be_visible(timeout=15_000)
+    text = toast.inner_text()
+    assert "invalid file type" in text.lower() and "image" in text.lower(), text
+    # Nothing was taken: the upload area is still empty.
+    assert page.locator("#photo_a img").count() == 0

@@ -1,0 +1,74 @@
+"""The Explore tab's handlers: run a pairs CSV, filter and sort the table, open a pair's maps."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.explore import explore_table, explore_view, open_explore, run_explore, selected_index
+
+from ..conftest import DEEPFACE
+
+# the CSV sits in the images' folder's stead: names are relative to `images`
+PAIRS = "file_x,file_y,same\nimg5.jpg,img10.jpg,1\nimg5.jpg,img12.jpg,0\nimg5.jpg,missing.jpg,1\n"
+
+
+@pytest.fixture(scope="module")
+def explored(runner, tmp_path_factory):
+    if not DEEPFACE.is_dir():
+        pytest.skip(f"real test images not found at {DEEPFACE}")
+    tmp = tmp_path_factory.mktemp("explore")
+    (tmp / "pairs.csv").write_text(PAIRS)
+    seen = []
+    out = run_explore(runner, str(tmp / "pairs.csv"), ["cam"], "fast", 0, tmp / "out", lambda f, m: seen.append(f), images=str(DEEPFACE))
+    return out, seen
+
+
+@pytest.mark.needs_data
+def test_run_explore_gives_the_table_and_the_summary(explored):
+    out, seen = explored
+    assert out["ok"] and "1 could not be compared" in out["message"] and seen[-1] == 1.0
+    assert "**3** pairs" in out["summary"] and "accuracy: **100.0%**" in out["summary"] and "mean C-Score" in out["summary"]
+    table = out["table"]
+    assert table["headers"][:3] == ["#", "file_x", "file_y"] and table["headers"][-1] == "cam (s)" and table["indices"] == [0, 1, 2]
+    col = table["headers"].index("decision")
+    assert [line[col] for line in table["values"]] == ["same", "different", None]
+
+
+@pytest.mark.needs_data
+def test_filter_sort_and_click(explored):
+    out, _ = explored
+    rows, methods = out["rows"], out["methods"]
+    shown = explore_table(rows, methods, decision="different people")
+    assert shown["ok"] and shown["table"]["indices"] == [1] and shown["message"] == "1 of 3 pairs shown."
+    shown = explore_table(rows, methods, correct="correct", sort_by="similarity", descending=True)
+    assert shown["table"]["indices"] == [0, 1]
+    shown = explore_table(rows, methods, sort_by="C-Score", min_cscore=0.5, text="img12")
+    assert shown["table"]["indices"] == [1]
+    assert selected_index(shown["rows"], [0, 4]) == 1 and selected_index(shown["rows"], 7) is None
+    bad = explore_table(rows, methods, sort_by="nonsense")
+    assert not bad["ok"] and "cannot sort by" in bad["message"] and len(bad["rows"]) == 3
+
+
+@pytest.mark.needs_data
+def test_explore_view_shows_the_maps_or_says_why_not(explored):
+    out, _ = explored
+    view = explore_view(out["out"], 0)
+    assert view["ok"] and "same person" in view["verdict"].lower() and "**right**" in view["message"]
+    assert view["crop_a"].shape == (112, 112, 3) and len(view["gallery"]) == 1
+    image, caption = view["gallery"][0]
+    assert image.shape == (112, 2 * 112 + 4, 3) and caption.startswith("CAM")
+    failed = explore_view(out["out"], 2)
+    assert not failed["ok"] and "could not be compared" in failed["message"] and "missing.jpg" in failed["message"]
+    assert not explore_view(out["out"], 9)["ok"] and "Click a row" in explore_view(out["out"], None)["message"]
+    reopened = open_explore(out["out"])
+    assert reopened["ok"] and reopened["table"] == out["table"]
+
+
+def test_errors_come_back_as_messages(runner, tmp_path):
+    assert "Upload a pairs CSV" in run_explore(runner, None, ["cam"])["message"]
+    bad = run_explore(runner, str(tmp_path / "nope.csv"), ["cam"], out_dir=tmp_path / "o")
+    assert not bad["ok"] and "no such" in bad["message"]
+    (tmp_path / "p.csv").write_text("file_x,file_y\nx.jpg,y.jpg\n")
+    assert "unknown explanation method" in run_explore(runner, str(tmp_path / "p.csv"), ["nope"], out_dir=tmp_path / "o")["message"]
+    assert not open_explore(tmp_path / "empty")["ok"] and not explore_view(tmp_path / "empty", 0)["ok"]
+    assert explore_table(None)["message"] == "0 of 0 pairs shown."
