@@ -1,4 +1,4 @@
-# Two commands: `make demo` (serve the Gradio app) and `make test` (the whole suite).
+# `make demo` (serve the Gradio app), `make streamlit` (the Streamlit variant) and `make test` (the whole suite).
 # The Python environment is shared between clones, keyed by the requirement files:
 # scripts/env.sh builds it once under ~/.cache/xfv and prints its path.
 SHELL := /bin/bash

@@ -97,3 +97,19 @@ def test_faces_are_read_by_core_and_non_images_say_so(tmp_path):
     Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(good)
     arr = comp.preprocess(gr.FileData(path=str(good), orig_name="grey.png"))
     assert arr.shape == (20, 30, 3) and int(arr[0, 0, 0]) == 90
+
+
+@pytest.mark.needs_data
+def test_questions_are_answered_from_the_last_result_only(runner):
+    from core.chat import Chat
+
+    chat = Chat(qa=False)
+    assert "first" in H.ask(chat, None, "How sure is it?")
+    assert "Ask a question" in H.ask(chat, {"kind": "faces"}, "  ")
+    out = H.compare_faces(runner, load_image(MISC / "obama.jpg"), load_image(MISC / "biden.jpg"), ["cam"], "fast", deletion_scores=False)
+    last = {"kind": "faces", "result": out["result"], "faithfulness": out["faithfulness"]}
+    why = H.ask(chat, last, "Why not a match?")
+    assert f"{out['result'].similarity:.3f}" in why and "below" in why and "built-in answer" in why
+    assert "don't know" in H.ask(chat, last, "What's the weather in Paris?")
+    xray = H.diagnose_xray(H.CXRModels(tiny_cxr()), CXR / "00000001_000.png")
+    assert f"{xray['result'].probability:.2f}" in H.ask(chat, {"kind": "cxr", "result": xray["result"]}, "How likely is an effusion?")
