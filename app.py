@@ -6,10 +6,30 @@ XFV_EXAMPLES (a folder of example pairs), XFV_GALLERY (SDD's gallery), XFV_CXR_C
 XFV_CXR_HEAD (the chest X-ray model) configure it.
 """
 
+import atexit
 import logging
 import os
+import shutil
+import signal
+import sys
+import tempfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def _private_upload_folder() -> None:
+    """Gradio keeps uploads in GRADIO_TEMP_DIR: unless one is set, a new temporary folder
+    that is removed when the server stops (on Ctrl-C and on SIGTERM too)."""
+    if os.environ.get("GRADIO_TEMP_DIR"):
+        return
+    folder = tempfile.mkdtemp(prefix="xfv-uploads-")
+    os.environ["GRADIO_TEMP_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, True)
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM (what process managers send) exits normally, so the atexit clean-ups run."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
 
 def _spaces_install_nodeps() -> None:
@@ -25,9 +45,12 @@ def _spaces_install_nodeps() -> None:
 
 
 _spaces_install_nodeps()
+if __name__ == "__main__":
+    _private_upload_folder()  # before gradio is imported: it reads GRADIO_TEMP_DIR
 
 from apps.gradio_app import build_demo, launch  # noqa: E402
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _exit_on_sigterm()
     launch(build_demo())

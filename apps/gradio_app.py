@@ -75,7 +75,7 @@ def read_upload(payload: Any) -> np.ndarray | None:
 def face_image(**kwargs: Any) -> gr.Image:
     """A ``gr.Image`` input whose uploads go through ``read_upload`` (an instance override:
     a subclass would make Gradio write a .pyi stub next to this file)."""
-    comp = gr.Image(type="numpy", sources=["upload", "webcam", "clipboard"], **kwargs)
+    comp = gr.Image(type="numpy", sources=["upload", "webcam", "clipboard"], height=360, **kwargs)
     comp.preprocess = read_upload  # type: ignore[method-assign]
     return comp
 

@@ -19,10 +19,11 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_app_serves_the_page_on_loopback():
+def test_app_serves_the_page_on_loopback_and_removes_its_uploads_folder(tmp_path):
     port = _free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(tmp_path)}
     env.pop("GRADIO_SERVER_NAME", None)
+    env.pop("GRADIO_TEMP_DIR", None)
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -39,6 +40,10 @@ def test_app_serves_the_page_on_loopback():
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=5) as r:
             config = r.read().decode()
         assert "Explainable face verification" in config and "Compare" in config
+        assert [p.name.startswith("xfv-uploads-") for p in tmp_path.iterdir()] == [True]  # uploads go to a private folder
+        proc.terminate()  # SIGTERM: a normal exit, the folder is removed
+        proc.wait(timeout=30)
+        assert not any(tmp_path.iterdir()), f"left behind: {list(tmp_path.iterdir())}"
     finally:
         proc.terminate()
         try:

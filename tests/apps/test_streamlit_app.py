@@ -104,3 +104,8 @@ def test_compare_two_uploaded_faces_shows_the_verdict_and_the_method_panel():
     at.button(key="export").click().run()
     assert not at.exception and any("same person" in m.value.lower() for m in at.markdown)
     assert {b.label for b in at.download_button} == {"Download face_comparison.html", "Download face_comparison.json"}
+    # a question about that result is answered from its numbers
+    at.chat_input(key="question").set_value("How sure is it?").run()
+    assert not at.exception
+    answers = [m.markdown[0].value for m in at.chat_message if m.name == "assistant"]
+    assert answers and "C-Score" in answers[-1] and "built-in answer" in answers[-1]
