@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,28 @@ def _without_model(runner: Any, args: argparse.Namespace, methods: list[str], kn
     return 1
 
 
+@contextlib.contextmanager
+def progress_bar(desc: str, quiet: bool = False) -> Iterator[Callable[[float, str], None]]:
+    """A ``progress(fraction, message)`` callback drawn as a tqdm bar on stderr (nothing when
+    ``quiet``), closed when the block ends, however it ends."""
+    if quiet:
+        yield lambda frac, message: None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=desc, bar_format="{l_bar}{bar}| {elapsed}<{remaining}", file=sys.stderr)
+
+    def progress(frac: float, message: str) -> None:
+        bar.n = int(frac * 1000)
+        bar.set_description(message[:40], refresh=False)
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -162,28 +185,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"{'total':<20} {cost['total']:>8} forward passes per pair (at most; cached results cost nothing)")
         return 0
     logging.info("%d forward passes at most", cost["total"])
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=1000, desc="explaining", bar_format="{l_bar}{bar}| {elapsed}<{remaining}", file=sys.stderr)
-
-    def progress(frac: float, message: str) -> None:
-        if bar is not None:
-            bar.n = int(frac * 1000)
-            bar.set_description(message[:40], refresh=False)
-            bar.refresh()
-
     try:
-        res = runner.explain(args.image_a, args.image_b, methods=methods, progress=progress, **knobs)
+        with progress_bar("explaining", args.quiet) as progress:  # closed before anything else is printed
+            res = runner.explain(args.image_a, args.image_b, methods=methods, progress=progress, **knobs)
     except ModelUnavailableError as e:
-        if bar is not None:
-            bar.close()
-            bar = None
         return _without_model(runner, args, methods, knobs, e)
-    finally:
-        if bar is not None:
-            bar.close()
     if args.report:
         from .report import write_report
 
@@ -237,24 +243,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     runner = _runner(args)
     knobs = _knobs(args)
     knobs.pop("preset", None)
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=1000, desc="batch", bar_format="{l_bar}{bar}| {elapsed}<{remaining}", file=sys.stderr)
-
-    def progress(frac: float, message: str) -> None:
-        if bar is not None:
-            bar.n = int(frac * 1000)
-            bar.set_description(message[:40], refresh=False)
-            bar.refresh()
-
-    try:
+    with progress_bar("batch", args.quiet) as progress:
         res = run_batch(runner, args.source, args.images, methods, out=args.out, preset=args.preset, per_label=args.per_label,
                         progress=progress, limit=args.limit, **knobs)  # fmt: skip
-    finally:
-        if bar is not None:
-            bar.close()
     summary = res.summary()
     if args.json:
         out = {"summary": summary, "methods": res.methods, "model": res.model, "out": None if res.out is None else str(res.out),
