@@ -17,16 +17,12 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from ..conftest import MISC, ROOT
+from ..conftest import MISC
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
 
@@ -38,12 +34,6 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-de
 #: deletion score on two CPU cores shared with other work.
 START_TIMEOUT_S = 120
 COMPARE_TIMEOUT_MS = 150_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ensure_chromium() -> Path:
@@ -74,38 +64,20 @@ def chromium_path() -> Path:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """``python app.py`` on a free loopback port; its output goes to a log file (a pipe
-    nobody reads would fill up and stall the server)."""
-    port = _free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    env.pop("GRADIO_SERVER_NAME", None)
-    log_path = tmp_path_factory.mktemp("app") / "app.log"
-    log = open(log_path, "w")  # noqa: SIM115 (closed in the finaliser)
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
+def app_url():
+    """``python app.py`` on a free loopback port (``benchmarks.load_app.LocalServer``: its
+    output goes to a log file, whose tail a failure shows)."""
+    from benchmarks.load_app import LocalServer
+
+    server = LocalServer()
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        up = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    up = r.status == 200
-                    break
-            except OSError:
-                time.sleep(1)
-        if not up:
-            log.flush()
-            pytest.fail(f"the app did not serve {url} within {START_TIMEOUT_S} s (exit code {proc.poll()}):\n{log_path.read_text()[-3000:]}")
-        yield url
-    finally:
-        proc.terminate()
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
-        log.close()
+            server.wait(START_TIMEOUT_S)
+        except RuntimeError as e:
+            pytest.fail(str(e))
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
