@@ -11,10 +11,10 @@ output folder, so the viewer reopens any row without recomputing it.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from apps.handlers import work_dir
 from core import XFVError
 from core.batch import (
     DIFFERENT,
@@ -79,12 +79,12 @@ def run_explore(runner: Any, source: Any, methods: list[str] | None = None, pres
     (Markdown), ``table`` (``headers``, ``values``, ``indices``: the pair index of each
     line), ``rows`` (the ``BatchRow`` list, to keep as state for filtering), ``methods`` and
     ``out`` (the folder ``explore_view`` reads). CSV file names are relative to ``images``
-    when given, else to the CSV's folder. ``out_dir`` defaults to a new temporary folder;
+    when given, else to the CSV's folder. ``out_dir`` defaults to a new folder under the process's temporary folder (removed at exit);
     ``per_label`` of 0 or None means every pair."""
     src = _path(source)
     if not src:
         return {"ok": False, "message": "Upload a pairs CSV (file_x,file_y[,same]) or give a folder of identity sub-folders."}
-    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="xfv-explore-"))
+    out = Path(out_dir) if out_dir else work_dir("explore")
     n = int(per_label) if per_label else None
     try:
         res = run_batch(runner, src, _path(images), list(methods or ()), out=out, preset=preset, per_label=n, progress=progress)

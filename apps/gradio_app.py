@@ -28,6 +28,7 @@ from apps.handlers import (
     TITLE,
     CXRModels,
     Runners,
+    ask,
     compare_faces,
     confidence_bar,
     cost_text,
@@ -40,6 +41,7 @@ from apps.handlers import (
     method_choices,
     model_choices,
     runner_capabilities,
+    work_dir,
 )
 from core.errors import XFVError
 from core.io import load_image
@@ -148,8 +150,6 @@ def build_demo(
             out["saliency_caption"], last  # fmt: skip
 
     def on_ask(question, history, last):
-        from apps.handlers import ask
-
         history = list(history or [])
         reply = ask(chat, last, question)
         if question and question.strip():
@@ -241,7 +241,6 @@ def _explore_tab(runners: Runners) -> None:
     a folder of identity sub-folders) through the batch path with progress, a table to sort
     and filter, and the maps of the row clicked (handlers: ``apps.explore``)."""
     from apps import explore
-    from apps.handlers import work_dir
 
     def frame(table: dict[str, Any]) -> dict[str, Any]:
         return gr.update(value={"headers": table["headers"], "data": table["values"]})
