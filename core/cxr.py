@@ -44,12 +44,15 @@ def input_size(model: CXRBottleneck) -> int:
 
 
 def prepare_cxr(image: np.ndarray, size: int) -> np.ndarray:
-    """Shorter side to ``size`` (area interpolation when shrinking), then the centre square."""
+    """The centre square, resized to ``size`` (area interpolation when shrinking): the same
+    as shorter side to ``size`` then the centre square, but cropped first, so the memory
+    never grows with the image's aspect ratio (a 20000x1 image would have become 4.5
+    gigapixels)."""
     h, w = image.shape[:2]
-    s = size / min(h, w)
-    resized = cv2.resize(image, (max(size, round(w * s)), max(size, round(h * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
-    top, left = (resized.shape[0] - size) // 2, (resized.shape[1] - size) // 2
-    return resized[top : top + size, left : left + size]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = image[top : top + side, left : left + side]
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC)
 
 
 def to_batch(model: CXRBottleneck, crops: list[np.ndarray]) -> torch.Tensor:

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from PIL import Image
+from PIL import Image, ImageOps
 
+from core import io as core_io
 from core.errors import InvalidImageError
 from core.io import load_image
 
@@ -171,3 +172,49 @@ def test_random_arrays_never_crash(a):
         return
     assert out.ndim == 3 and out.shape[2] == 3 and out.dtype == np.uint8
     assert out.shape[:2] == a.shape[:2]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillow(orientation):
+    arr = np.random.default_rng(orientation).integers(0, 256, (7, 12, 4), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _png(Image.fromarray(arr, "RGBA"), exif=exif.tobytes())
+    shown = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    expected = Image.alpha_composite(Image.new("RGBA", shown.size, (255,) * 4), shown.convert("RGBA")).convert("RGB")
+    np.testing.assert_array_equal(load_image(data), np.asarray(expected))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "I;16", "CMYK", "LA", "F", "1"])
+def test_block_wise_conversion_is_exact(monkeypatch, mode):
+    rng = np.random.default_rng(0)
+    if mode in ("I;16", "F"):
+        a = rng.integers(0, 60000, (37, 23)).astype(np.uint16 if mode == "I;16" else np.float32)
+        img = Image.fromarray(a) if mode == "I;16" else Image.fromarray(a, "F")
+    else:
+        img = Image.fromarray(rng.integers(0, 256, (37, 23, 4), dtype=np.uint8), "RGBA").convert(mode)
+    whole = load_image(img)
+    monkeypatch.setattr(core_io, "BLOCK_PIXELS", 50)  # two rows a block
+    np.testing.assert_array_equal(load_image(img), whole)
+
+
+def test_every_allowed_format_loads(tmp_path):
+    arr = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    img = Image.fromarray(arr)
+    for fmt, kw in [
+        ("PNG", {}),
+        ("BMP", {}),
+        ("TIFF", {"compression": "tiff_lzw"}),
+        ("WEBP", {"lossless": True}),
+        ("GIF", {}),
+        ("JPEG", {}),
+        ("MPO", {}),
+    ]:
+        out = load_image(_png(img, fmt, **kw), name=f"x.{fmt.lower()}")
+        assert out.shape == (16, 24, 3), fmt
+        if fmt in ("PNG", "BMP", "TIFF", "WEBP"):
+            np.testing.assert_array_equal(out, arr)
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 255, 0))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    assert (load_image(buf.getvalue())[..., 0] > 200).all()  # the first frame

@@ -27,6 +27,16 @@ def choose_face(faces: list[DetectedFace], min_confidence: float) -> DetectedFac
     return max(confident, key=lambda f: (f.area, f.score))
 
 
+#: The shortest image side that can hold a face, in pixels: MTCNN's default smallest face
+#: (``min_face_size``). A face must fit in the image, and below about 20 px a face no
+#: longer carries its identity (thumbnails of obama.jpg against obama2.jpg with SFace:
+#: similarity 0.29 at a 20 px thumbnail, 0.41 at 24 px, both under the 0.48 threshold;
+#: 0.57 at 32 px), so a smaller image is refused rather than upscaled (at most 8x, then).
+MIN_IMAGE_SIDE = 20
+#: Most pixels of the image given to MTCNN (its cost and memory grow with them).
+MAX_DETECT_PIXELS = 1024 * 1024
+
+
 class FaceDetector:
     """MTCNN loaded lazily, once. ``detect`` returns every face; ``detect_one`` picks one.
 
@@ -34,7 +44,11 @@ class FaceDetector:
     ``upscale_below`` pixels on their short side are upscaled before detection, which finds
     faces in thumbnails MTCNN would otherwise miss; images larger than ``max_side`` on their
     long side are downscaled for detection only (MTCNN's cost grows with the pixel count;
-    alignment still samples the full-resolution image). Coordinates are scaled back.
+    alignment still samples the full-resolution image). Coordinates are scaled back. The
+    image MTCNN sees never exceeds ``max_side`` on its long side nor ``max_pixels`` in all,
+    whatever the input's shape; an image under ``min_side`` pixels on its short side, or
+    so thin that fitting it leaves its short side under ``min_face_size``, raises
+    ``NoFaceError`` (it cannot hold a face) before any work.
     """
 
     def __init__(
@@ -44,12 +58,16 @@ class FaceDetector:
         min_face_size: int = 20,
         upscale_below: int = 160,
         max_side: int = 1024,
+        max_pixels: int = MAX_DETECT_PIXELS,
+        min_side: int = MIN_IMAGE_SIDE,
     ) -> None:
         self.device = resolve_device(device)
         self.min_confidence = float(min_confidence)
         self.min_face_size = int(min_face_size)
         self.upscale_below = int(upscale_below)
         self.max_side = int(max_side)
+        self.max_pixels = int(max_pixels)
+        self.min_side = int(min_side)
         self._mtcnn = None
         self._lock = threading.Lock()
 
@@ -68,14 +86,29 @@ class FaceDetector:
                 log.info("MTCNN loaded on %s", self.device)
             return self._mtcnn
 
-    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+    def scale_for(self, height: int, width: int, name: str = "the image") -> float:
+        """The factor an image of ``height x width`` is resized by before MTCNN: its short
+        side up to ``upscale_below``, capped so the result fits ``max_side`` and
+        ``max_pixels``; ``NoFaceError`` if the image is too small or too thin for a face."""
+        short, long = min(height, width), max(height, width)
+        if short < self.min_side:
+            raise NoFaceError(
+                f"{name} is {width}x{height} pixels, too small to hold a face (its short side must be at least {self.min_side} px); "
+                "use a larger photo in which the face is at least about 32 pixels wide"
+            )
+        k = self.upscale_below / short if short < self.upscale_below else 1.0
+        k = min(k, self.max_side / long, (self.max_pixels / (height * width)) ** 0.5)
+        if short * k < self.min_face_size:
+            raise NoFaceError(
+                f"{name} is {width}x{height} pixels, too elongated to hold a face: fitted into {self.max_side} px for detection, "
+                f"its short side would be {short * k:.0f} px, under the smallest face MTCNN finds ({self.min_face_size} px); crop it around the face"
+            )
+        return k
+
+    def detect(self, image: np.ndarray, name: str = "the image") -> list[DetectedFace]:
         """Every face MTCNN finds in an RGB ``uint8`` image, largest first."""
         h, w = image.shape[:2]
-        k = 1.0
-        if min(h, w) < self.upscale_below:
-            k = self.upscale_below / min(h, w)
-        elif max(h, w) > self.max_side:
-            k = self.max_side / max(h, w)
+        k = self.scale_for(h, w, name)
         if k != 1.0:
             import cv2
 
@@ -93,7 +126,7 @@ class FaceDetector:
 
     def detect_one(self, image: np.ndarray, name: str = "the image") -> Detection:
         """The largest confident face, with every face found; ``NoFaceError`` if none."""
-        faces = self.detect(image)
+        faces = self.detect(image, name)
         chosen = choose_face(faces, self.min_confidence)
         if chosen is None:
             best = max((f.score for f in faces), default=None)

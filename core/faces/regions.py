@@ -75,6 +75,8 @@ _RECT_DROP = 0.5
 #: The crop is upscaled until the inter-ocular distance is at least this many pixels
 #: before the predictor runs on it (it is trained on faces some 80-200 pixels wide).
 _MIN_EYE_DISTANCE_PX = 60.0
+#: Most the crop is upscaled for dlib (a 112 crop becomes at most 896 px).
+_MAX_UPSCALE = 8
 
 _predictor = None
 _predictor_lock = threading.Lock()
@@ -188,7 +190,7 @@ def _landmarks68(face: AlignedFace) -> np.ndarray:
             pts = _predict(face.source, c_src, _RECT_SIDE * d * scale)
             return _apply(np.asarray(face.transform, dtype=np.float64), pts).astype(np.float32)
         log.debug("face too small in its source (eye distance %.1f px); using the upscaled crop", d * scale)
-    k = max(1, int(np.ceil(_MIN_EYE_DISTANCE_PX / d)))
+    k = min(_MAX_UPSCALE, max(1, int(np.ceil(_MIN_EYE_DISTANCE_PX / d))))  # capped: eyes nearly on one point must not cost gigabytes
     big = cv2.resize(face.image, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
     pts = _predict(big, (center + 0.5) * k - 0.5, _RECT_SIDE * d * k)
     return ((pts + 0.5) / k - 0.5).astype(np.float32)

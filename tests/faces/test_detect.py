@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from core.errors import InvalidImageError, NoFaceError
-from core.faces.detect import choose_face
+from core.faces.detect import FaceDetector, choose_face
 from core.io import load_image
 from core.types import DetectedFace
 
@@ -74,3 +74,34 @@ def test_tiny_image_is_upscaled_not_refused(runner):
     thumb = cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA)
     small = runner.detector.detect_one(thumb)
     assert small.face.box[2] <= 48 + 1  # coordinates are in the thumbnail's frame
+
+
+@pytest.mark.parametrize(("h", "w"), [(1, 2000), (1, 20000), (20000, 1), (19, 500), (8, 8)])
+def test_an_image_too_small_for_a_face_is_refused_before_detection(h, w):
+    detector = FaceDetector(device="cpu")
+    with pytest.raises(NoFaceError, match=r"too small to hold a face.*use a larger photo"):
+        detector.detect_one(np.zeros((h, w, 3), np.uint8), "x.png")
+    assert detector._mtcnn is None  # no model loaded, no image resized
+
+
+def test_a_very_thin_image_is_refused_as_too_elongated():
+    with pytest.raises(NoFaceError, match=r"too elongated.*crop it around the face"):
+        FaceDetector(device="cpu").scale_for(100, 20000)
+
+
+@pytest.mark.parametrize(
+    ("h", "w"), [(20, 20), (20, 1000), (48, 48), (100, 2000), (159, 160), (400, 20000), (1000, 1000), (5773, 8660), (160, 5000), (30000, 1500)]
+)
+def test_the_image_mtcnn_sees_never_exceeds_its_budget(h, w):
+    detector = FaceDetector(device="cpu")
+    k = detector.scale_for(h, w)
+    sh, sw = round(h * k), round(w * k)
+    assert max(sh, sw) <= detector.max_side and sh * sw <= detector.max_pixels * 1.01
+    assert min(sh, sw) >= detector.min_face_size
+    if max(h, w) * detector.upscale_below / min(h, w) <= detector.max_side:
+        assert min(sh, sw) >= min(min(h, w), detector.upscale_below)  # thumbnails still upscaled as before
+
+
+def test_a_custom_pixel_budget_is_kept():
+    detector = FaceDetector(device="cpu", max_side=4096, max_pixels=500_000)
+    assert (3000 * detector.scale_for(3000, 3000)) ** 2 <= 500_000 * 1.001
