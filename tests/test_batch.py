@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 
 import numpy as np
 import pytest
 
+from core import Runner
 from core.batch import (
     BatchRow,
     filter_rows,
@@ -15,10 +17,13 @@ from core.batch import (
     pair_result,
     pair_view,
     read_batch_pairs,
+    read_rows,
     rows_table,
     run_batch,
     sort_rows,
+    write_rows,
 )
+from core.data import escape_cell
 from core.errors import DataError, UnknownNameError
 
 from .conftest import DEEPFACE
@@ -209,3 +214,205 @@ def test_cli_prints_the_table_and_the_summary(tmp_path, capsys):
     assert data["summary"]["n_pairs"] == 3 and data["summary"]["n_errors"] == 3 and data["summary"]["accuracy"] is None
     assert [r["label"] for r in data["rows"]] == ["same", "different", None] and "a.jpg: no such file" in data["rows"][0]["error"]
     assert main(["batch", str(tmp_path / "nope.csv"), "-q"]) == 2 and "no such" in capsys.readouterr().err
+
+
+# -- hostile inputs: formula cells, repeated rows, interrupts and resumes, uploads ---------------
+def _counted(runner, monkeypatch):
+    """A runner sharing the session's models whose explain, prepare and embed calls are
+    counted (embed: the faces embedded, the runner's own verification embeddings included)."""
+    import functools
+
+    r = Runner(device="cpu", embedder=runner.embedder, detector=runner.detector)
+    calls = {"explain": 0, "prepare": 0, "embed": 0}
+    for name in calls:
+        real = getattr(r, name)
+
+        @functools.wraps(real)
+        def wrapper(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += len(args[0]) if _name == "embed" else 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(r, name, wrapper)
+    return r, calls
+
+
+def _outcome(rows):
+    return [{k: v for k, v in r.to_dict().items() if k not in ("runtime_s", "runtimes")} for r in rows]
+
+
+@pytest.mark.needs_data
+def test_formula_names_are_escaped_in_pairs_csv_and_come_back_exactly(runner, tmp_path):
+    import csv
+
+    names = {"=HYPERLINK(1).jpg": "img5.jpg", "+1.jpg": "img10.jpg", "@x.jpg": "img12.jpg", "-2.jpg": "img5.jpg", "'q.jpg": "img10.jpg"}
+    for link, target in names.items():
+        (tmp_path / link).symlink_to(DEEPFACE / target)
+    with open(tmp_path / "pairs.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["file_x", "file_y", "same"], ["=HYPERLINK(1).jpg", "+1.jpg", 1], ["@x.jpg", "-2.jpg", 0],
+                                 ["'q.jpg", "=cmd|' /C calc'!A0", 1]])  # fmt: skip
+    res = run_batch(runner, tmp_path / "pairs.csv", methods=(), out=tmp_path / "out")
+    assert res.rows[0].ok and res.rows[1].ok and "=cmd|' /C calc'!A0: no such file" in res.rows[2].error
+    more = run_batch(runner, [("\tx.jpg", "\ry.jpg")], images=tmp_path, methods=(), out=tmp_path / "out2")
+    for r, out in ((res, tmp_path / "out"), (more, tmp_path / "out2")):
+        assert [x.to_dict() for x in load_batch(out).rows] == [x.to_dict() for x in r.rows]  # exactly, '-prefixed names and all
+    with open(tmp_path / "out" / "pairs.csv", newline="") as f:
+        raw = list(csv.DictReader(f))
+    assert [(d["file_x"], d["file_y"]) for d in raw] == [
+        ("'=HYPERLINK(1).jpg", "'+1.jpg"),
+        ("'@x.jpg", "'-2.jpg"),
+        ("''q.jpg", "'=cmd|' /C calc'!A0"),
+    ]
+    assert raw[2]["error"] == escape_cell(res.rows[2].error) and not raw[0]["similarity"].startswith("'")  # numbers stay numbers
+    with open(tmp_path / "out2" / "pairs.csv", newline="") as f:
+        (d,) = list(csv.DictReader(f))
+    assert d["file_x"] == "'\tx.jpg" and d["file_y"] == "'\ry.jpg"
+    rows = [BatchRow(0, "a.jpg", "b.jpg", "same", -0.05, 0.5, "different", False, None, 1.0, {"cam": 0.1}, '=HYPERLINK("http://x")',
+                     {"cam": "@boom"}), BatchRow(1, "c.jpg", "d.jpg", error="-1: +2")]  # fmt: skip
+    write_rows(tmp_path / "rows.csv", rows, ["cam"])
+    assert [r.to_dict() for r in read_rows(tmp_path / "rows.csv")[0]] == [r.to_dict() for r in rows]
+    text = (tmp_path / "rows.csv").read_text()
+    assert """'=HYPERLINK(""http://x"")""" in text and "'-1: +2" in text and ",-0.05," in text
+
+
+@pytest.mark.needs_data
+def test_repeated_identical_rows_are_run_once(runner, tmp_path, monkeypatch):
+    from core.batch import _takes_embeddings
+
+    r, calls = _counted(runner, monkeypatch)
+    rows = [("img5.jpg", "img10.jpg", 1)] * 4 + [("img5.jpg", "img12.jpg", 0), ("img5.jpg", "img10.jpg", 0), ("img5.jpg", "img12.jpg", 0)]
+    given = []
+    res = run_batch(r, rows, images=DEEPFACE, methods=(), out=tmp_path / "out", on_pair=lambda row, pr: given.append(pr.similarity))
+    assert calls["explain"] == 2 and calls["prepare"] == 3  # two distinct pairs, three photos
+    assert given == [row.similarity for row in res.rows]  # every row's on_pair has its result, copies included
+    assert calls["embed"] == (3 if _takes_embeddings(r) else 4)  # each photo once when the runner takes embeddings
+    first, other = res.rows[0], res.rows[4]
+    for row in res.rows:
+        like = first if row.file_y == "img10.jpg" else other
+        assert (row.similarity, row.decision, row.c_score, row.runtimes) == (like.similarity, like.decision, like.c_score, like.runtimes)
+    assert [row.correct for row in res.rows] == [True] * 4 + [True, False, True]  # each row its own label
+    again = load_batch(tmp_path / "out")
+    assert [x.to_dict() for x in again.rows] == [x.to_dict() for x in res.rows] and again.complete
+    copy = json.loads((tmp_path / "out" / "pairs" / "3.json").read_text())
+    assert copy["result_of"] == 0 and copy["batch_row"]["index"] == 3  # a pointer, not a second copy of the maps
+    assert pair_result(tmp_path / "out", 3).similarity == first.similarity and pair_view(tmp_path / "out", 5).row.correct is False
+
+
+@pytest.mark.needs_data
+@pytest.mark.skipif("embeddings" not in inspect.signature(Runner.explain).parameters, reason="needs Runner.explain(..., embeddings=...)")
+def test_photos_shared_by_distinct_pairs_are_embedded_once(runner, monkeypatch):
+    r, calls = _counted(runner, monkeypatch)
+    run_batch(r, [("img5.jpg", "img10.jpg"), ("img5.jpg", "img12.jpg"), ("img10.jpg", "img12.jpg")], images=DEEPFACE, methods=())
+    assert calls["explain"] == 3 and calls["prepare"] == 3 and calls["embed"] == 3
+
+
+# a failed pair (2), a repeat of pair 0 (3) and an unlabelled pair (4)
+RESUME = ("file_x,file_y,same\nimg5.jpg,img10.jpg,1\nimg5.jpg,img12.jpg,0\nimg5.jpg,missing.jpg,1\nimg5.jpg,img10.jpg,1\n"
+          "img10.jpg,img12.jpg,\nimg12.jpg,img10.jpg,0\n")  # fmt: skip
+
+
+@pytest.mark.needs_data
+def test_an_interrupted_batch_keeps_its_rows_and_resumes(runner, tmp_path, monkeypatch):
+    (tmp_path / "pairs.csv").write_text(RESUME)
+    full = run_batch(runner, tmp_path / "pairs.csv", DEEPFACE, methods=(), out=tmp_path / "full")
+
+    def stop_after_3(row, res):
+        if row.index == 3:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(runner, tmp_path / "pairs.csv", DEEPFACE, methods=(), out=out, on_pair=stop_after_3)
+    part = load_batch(out)
+    assert [x.index for x in part.rows] == [0, 1, 2, 3] and not part.complete
+    assert _outcome(part.rows) == _outcome(full.rows[:4]) and json.loads((out / "batch.json").read_text())["complete"] is False
+
+    with pytest.raises(DataError, match=r"other settings.*methods"):
+        run_batch(runner, tmp_path / "pairs.csv", DEEPFACE, methods=("cam",), out=out, resume=True)
+    with pytest.raises(DataError, match=r"other settings.*the pairs"):
+        run_batch(runner, tmp_path / "pairs.csv", DEEPFACE, methods=(), out=out, resume=True, limit=5)
+    with pytest.raises(DataError, match=r"other settings.*knobs"):
+        run_batch(runner, tmp_path / "pairs.csv", DEEPFACE, methods=(), out=out, resume=True, seed=3)
+
+    raw = (out / "pairs.csv").read_bytes()
+    (out / "pairs.csv").write_bytes(raw[:-5])  # as if the process died while writing row 3: that row is run again
+    r, calls = _counted(runner, monkeypatch)
+    seen = []
+    res = run_batch(r, tmp_path / "pairs.csv", DEEPFACE, methods=(), out=out, resume=True, batch_size=4,  # a cost knob may change
+                    on_pair=lambda row, _: seen.append(row.index))  # fmt: skip
+    assert calls["explain"] == 2 and seen == [3, 4, 5]  # only the rest ran (3 as a copy of the kept pair 0)
+    assert _outcome(res.rows) == _outcome(full.rows) and res.complete
+    done = load_batch(out)
+    assert done.complete and _outcome(done.rows) == _outcome(full.rows) and [x.index for x in done.rows] == list(range(6))
+    assert pair_result(out, 3).similarity == full.rows[0].similarity
+    assert json.loads((out / "batch.json").read_text())["summary"] == json.loads((tmp_path / "full" / "batch.json").read_text())["summary"]
+    r, calls = _counted(runner, monkeypatch)
+    assert _outcome(run_batch(r, tmp_path / "pairs.csv", DEEPFACE, methods=(), out=out, resume=True).rows) == _outcome(full.rows)
+    assert calls["explain"] == 0  # a complete batch resumes to itself
+
+
+@pytest.mark.needs_data
+def test_a_cancelled_runner_leaves_a_valid_pairs_csv(runner, tmp_path, monkeypatch):
+    class Stop(BaseException):  # as core.cancel.Cancelled: not an Exception, ends the whole batch
+        pass
+
+    r, _ = _counted(runner, monkeypatch)
+    real, n = r.explain, []
+
+    def explain(*args, **kwargs):
+        n.append(1)
+        if len(n) == 3:
+            raise Stop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(r, "explain", explain)
+    (tmp_path / "pairs.csv").write_text(RESUME)
+    with pytest.raises(Stop):
+        run_batch(r, tmp_path / "pairs.csv", DEEPFACE, methods=(), out=tmp_path / "out")
+    rows = load_batch(tmp_path / "out").rows
+    assert [x.index for x in rows] == [0, 1, 2, 3] and rows[2].error and rows[3].similarity == rows[0].similarity
+    n.clear()
+    n.extend([1, 1])  # stop at the very first pair: a header-only pairs.csv, which reopens (no rows) and resumes
+    with pytest.raises(Stop):
+        run_batch(r, tmp_path / "pairs.csv", DEEPFACE, methods=(), out=tmp_path / "early")
+    early = load_batch(tmp_path / "early")
+    assert early.rows == [] and not early.complete
+    assert len(run_batch(runner, tmp_path / "pairs.csv", DEEPFACE, methods=(), out=tmp_path / "early", resume=True)) == 6
+
+
+@pytest.mark.needs_data
+def test_an_upload_folder_confines_the_photos(runner, tmp_path):
+    import shutil
+
+    up = tmp_path / "upload"
+    (up / "photos").mkdir(parents=True)
+    for f in ("img5.jpg", "img10.jpg"):
+        shutil.copy(DEEPFACE / f, up / "photos" / f)
+    shutil.copy(DEEPFACE / "img12.jpg", tmp_path / "x.jpg")  # outside the upload, next to it
+    (up / "photos" / "out.jpg").symlink_to(DEEPFACE / "img12.jpg")  # a symlink out
+    (up / "photos" / "in.jpg").symlink_to(up / "photos" / "img5.jpg")  # a symlink within: fine
+    bad = ["/etc/passwd", "../../x.jpg", "../x.jpg", "out.jpg", "missing.jpg", str(up / "photos" / "img5.jpg"), "/etc", "."]
+    lines = ["file_x,file_y,same", "img5.jpg,img10.jpg,1", "in.jpg,img10.jpg,1", *(f"{b},img5.jpg,1" for b in bad)]
+    (up / "photos" / "pairs.csv").write_text("\n".join(lines) + "\n")
+    res = run_batch(runner, up / "photos" / "pairs.csv", methods=(), root=up, out=tmp_path / "out")
+    assert res.rows[0].ok and res.rows[1].ok and res.rows[1].similarity == res.rows[0].similarity
+    assert [r.error for r in res.rows[2:]] == [f"{b}: not in your upload" for b in bad]  # the same words whatever the reason
+    written = str(up / "photos" / "img5.jpg")  # the only message with the folder's path is the name the CSV itself gave
+    assert not any(str(tmp_path) in (r.error or "") for r in res.rows if r.file_x != written)
+    free = run_batch(runner, up / "photos" / "pairs.csv", methods=(), limit=5)  # no root (the local CLI): as before
+    assert free.rows[2].error.startswith("/etc/passwd is text, not an image") and free.rows[3].ok  # ../../x.jpg is read without a root
+    with pytest.raises(DataError, match=r"^the pairs file is not in your upload$"):
+        read_batch_pairs(tmp_path / "out" / "pairs.csv", root=up)
+    with pytest.raises(DataError, match=r"^the images folder is not in your upload$"):
+        read_batch_pairs(up / "photos" / "pairs.csv", images=DEEPFACE, root=up)
+    (up / "bad.csv").write_bytes(b"\x00")
+    with pytest.raises(DataError) as e:
+        read_batch_pairs(up / "bad.csv", root=up)
+    assert str(e.value).startswith("bad.csv is not a text CSV file") and str(up) not in str(e.value)
+    rows = run_batch(runner, [("photos/img5.jpg", "../x.jpg")], methods=(), root=up).rows
+    assert rows[0].error == "../x.jpg: not in your upload"
+    (up / "gallery" / "a").mkdir(parents=True)
+    for f in ("img5.jpg", "img10.jpg"):
+        (up / "gallery" / "a" / f).symlink_to(up / "photos" / f)
+    (up / "gallery" / "b").symlink_to(DEEPFACE.parent / "misc")  # a sub-folder out: its photos are not even listed
+    pairs, _ = read_batch_pairs(up / "gallery", root=up)
+    assert [(p.file_x, p.file_y) for p in pairs] == [("a/img10.jpg", "a/img5.jpg")]

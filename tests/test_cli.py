@@ -296,3 +296,50 @@ def test_train_cxr_command_on_reports_and_xrays(tmp_path, monkeypatch, capsys):
     assert main(["cxr", str(CXR / "h0001.png"), "--head", str(head), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert next(iter(data.values()))["mode"] == "supervised"
+
+
+NASTY = {
+    "binary.csv": (b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(200)), "not a text CSV file (binary data at byte 6); save it as CSV UTF-8"),
+    "huge.csv": (b"file_x,file_y,same\n" + b"a" * 200_000 + b",b.jpg,1\n", "line 2, column 1 (column 'file_x'): a cell of 200,000 characters"),
+    "dup.csv": (b"file_x,file_y,same,same\na.jpg,b.jpg,1,0\n", "the column 'same' appears twice"),
+    "header.csv": (b"file_x,file_y,same\n", "has a header but no rows"),
+}
+
+
+@pytest.mark.parametrize("command", ["batch", "eval"])
+def test_nasty_csvs_exit_2_with_one_error_line(tmp_path, command, capsys):
+    for name, (data, message) in NASTY.items():
+        (tmp_path / name).write_bytes(data)
+        assert main([command, str(tmp_path / name), "--device", "cpu", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1 and "Traceback" not in err
+    proc = subprocess.run([sys.executable, "-m", "core", command, str(tmp_path / "binary.csv"), "-q"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.needs_data
+def test_batch_resume_finishes_an_interrupted_run(tmp_path, capsys, monkeypatch):
+    from core import batch as batch_mod
+
+    (tmp_path / "pairs.csv").write_text("file_x,file_y,same\nimg5.jpg,img10.jpg,1\nimg5.jpg,img12.jpg,0\nimg10.jpg,img12.jpg,0\n")
+    args = ["batch", str(tmp_path / "pairs.csv"), "--images", str(DEEPFACE), "--methods", "", "--device", "cpu", "-q", "--out", str(tmp_path / "out")]
+    real = batch_mod.run_batch
+
+    def interrupted(*a, **k):
+        def stop(row, res):
+            if row.index == 1:
+                raise KeyboardInterrupt
+
+        return real(*a, on_pair=stop, **k)
+
+    monkeypatch.setattr(batch_mod, "run_batch", interrupted)
+    assert main(args) == 130
+    assert "add --resume to run the rest" in capsys.readouterr().err
+    monkeypatch.setattr(batch_mod, "run_batch", real)
+    assert main([*args, "--resume", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["summary"]["n_pairs"] == 3 and data["summary"]["n_compared"] == 3
+    assert main([*args, "--resume", "--methods", "cam"]) == 2 and "other settings" in capsys.readouterr().err
+    assert main([*args[:-2], "--resume"]) == 2 and "--resume needs --out" in capsys.readouterr().err

@@ -84,7 +84,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..data import LabelledPair, resolve
+from ..data import LabelledPair, escape_cell, resolve
 from ..errors import XFVError
 from ..explainers.perturb import Perturber, check_fill, embed_faces
 from ..types import AlignedFace, FaceEmbedder, FacePair
@@ -537,7 +537,7 @@ class FaithfulnessReport:
             with open(p, "w", newline="", encoding="utf-8") as f:
                 w = csv.DictWriter(f, fieldnames=list(keys))
                 w.writeheader()
-                w.writerows(rows)
+                w.writerows({k: escape_cell(v) for k, v in r.items()} for r in rows)  # text cells never run as formulas
         return path, cpath
 
     def table(self) -> str:
