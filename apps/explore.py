@@ -11,10 +11,12 @@ output folder, so the viewer reopens any row without recomputing it.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 from apps.handlers import work_dir
+from apps.uploads import bundle_source, make_bundle, upload_paths
 from core import XFVError
 from core.batch import (
     DIFFERENT,
@@ -73,29 +75,59 @@ def _table(rows: list[BatchRow], methods: list[str]) -> dict[str, Any]:
 
 
 def run_explore(runner: Any, source: Any, methods: list[str] | None = None, preset: str = "fast", per_label: int | float | None = None,
-                out_dir: str | Path | None = None, progress: Any = None, images: Any = None) -> dict[str, Any]:  # fmt: skip
+                out_dir: str | Path | None = None, progress: Any = None, images: Any = None,
+                root: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Run a pairs CSV, identities CSV or folder of identity sub-folders through
     ``core.batch.run_batch`` and give what the tab shows: ``ok``, ``message``, ``summary``
     (Markdown), ``table`` (``headers``, ``values``, ``indices``: the pair index of each
     line), ``rows`` (the ``BatchRow`` list, to keep as state for filtering), ``methods`` and
     ``out`` (the folder ``explore_view`` reads). CSV file names are relative to ``images``
-    when given, else to the CSV's folder. ``out_dir`` defaults to a new folder under the process's temporary folder (removed at exit);
-    ``per_label`` of 0 or None means every pair."""
+    when given, else to the CSV's folder; with ``root`` (an upload bundle) every file must
+    lie inside it (``core.batch.run_batch``). ``out_dir`` defaults to a new folder under the
+    process's temporary folder (removed at exit); ``per_label`` of 0 or None means every pair."""
     src = _path(source)
     if not src:
-        return {"ok": False, "message": "Upload a pairs CSV (file_x,file_y[,same]) or give a folder of identity sub-folders."}
+        return {"ok": False, "message": "Upload a pairs CSV (file_x,file_y[,same]) with its photos, or a .zip of them."}
     out = Path(out_dir) if out_dir else work_dir("explore")
     n = int(per_label) if per_label else None
     try:
-        res = run_batch(runner, src, _path(images), list(methods or ()), out=out, preset=preset, per_label=n, progress=progress)
+        res = run_batch(runner, src, _path(images), list(methods or ()), out=out, preset=preset, per_label=n, progress=progress,
+                        root=root)  # fmt: skip
     except XFVError as e:
-        return {"ok": False, "message": f"Could not run this batch: {e}"}
+        return {"ok": False, "message": f"Could not run this batch: {_hide(e, root)}"}
     except OSError as e:
-        return {"ok": False, "message": f"Could not read or write the files: {e}"}
+        return {"ok": False, "message": f"Could not read or write the files: {_hide(e, root)}"}
     summary = res.summary()
     msg = f"Ran {summary['n_pairs']} pairs" + (f"; {summary['n_errors']} could not be compared." if summary["n_errors"] else ".")
-    return {"ok": True, "message": msg, "summary": summary_markdown(summary, out), "summary_data": summary,
+    return {"ok": True, "message": msg, "summary": summary_markdown(summary, None if root else out), "summary_data": summary,
             "table": _table(res.rows, res.methods), "rows": res.rows, "methods": res.methods, "out": str(out)}  # fmt: skip
+
+
+def _hide(error: Exception, root: str | Path | None) -> str:
+    """An error's words without the server folder an upload was unpacked into."""
+    text = str(error)
+    return text if root is None else text.replace(f"{Path(root)}/", "").replace(str(Path(root)), "your upload")
+
+
+def run_explore_uploads(runner: Any, uploads: Any, methods: list[str] | None = None, preset: str = "fast",
+                        per_label: int | float | None = None, out_dir: str | Path | None = None,
+                        progress: Any = None) -> dict[str, Any]:  # fmt: skip
+    """``run_explore`` on what a user uploaded (``apps.uploads``): a pairs or identities CSV
+    with its photos, or a ``.zip`` of them (folders kept), unpacked into a fresh folder that
+    is the batch's root, so the CSV can name nothing else; the folder is removed after the
+    run (the saved results do not need it)."""
+    paths = upload_paths(uploads)
+    if not paths:
+        return run_explore(runner, None)
+    bundle = work_dir("upload")
+    try:
+        try:
+            source = bundle_source(make_bundle(paths, bundle))
+        except XFVError as e:
+            return {"ok": False, "message": f"Could not use this upload: {_hide(e, bundle)}"}
+        return run_explore(runner, source, methods, preset, per_label, out_dir, progress, root=bundle)
+    finally:
+        shutil.rmtree(bundle, ignore_errors=True)
 
 
 def open_explore(out_dir: Any) -> dict[str, Any]:

@@ -43,6 +43,8 @@ from apps.handlers import (
     runner_capabilities,
     work_dir,
 )
+from apps.uploads import BUNDLE_SUFFIXES, server_paths_allowed
+from apps.work import ServerStoppingError, run_cancellable
 from core.errors import XFVError
 from core.io import load_image
 from core.registry import explainer_names
@@ -80,6 +82,20 @@ def face_image(**kwargs: Any) -> gr.Image:
     comp = gr.Image(type="numpy", sources=["upload", "webcam", "clipboard"], height=360, **kwargs)
     comp.preprocess = read_upload  # type: ignore[method-assign]
     return comp
+
+
+#: Photo types the Explore upload takes besides the CSV and .zip.
+PHOTO_SUFFIXES = sorted(BUNDLE_SUFFIXES - {".csv"})
+
+
+async def cancellable(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` through ``apps.work.run_cancellable``: a cancelled request stops its
+    work (and holds the model's queue slot until it has); a stopping server answers with
+    a message."""
+    try:
+        return await run_cancellable(fn, *args)
+    except ServerStoppingError as e:
+        raise gr.Error(str(e)) from None
 
 
 def _panel_updates(panels: list[dict[str, Any]], slots: list[str]) -> list[Any]:
@@ -121,7 +137,10 @@ def build_demo(
         note = "" if caps is not None else "_The weights of this model are not here: every method is listed, and running says what to download._"
         return gr.update(choices=choices, value=keep), note
 
-    def on_compare(model, a, b, methods, preset, scores, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+    async def on_compare(model, a, b, methods, preset, scores, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+        return await cancellable(compare_now, model, a, b, methods, preset, scores, progress)
+
+    def compare_now(model, a, b, methods, preset, scores, progress):
         out = compare_faces(runners.get(model), a, b, methods, preset, progress=lambda f, msg: progress(f, desc=msg), deletion_scores=bool(scores),
                             gallery=sdd_gallery)  # fmt: skip
         if not out["ok"]:
@@ -141,7 +160,10 @@ def build_demo(
             raise gr.Error("Compare two photos first; the report is of the last comparison.")
         return export_report(last["result"], last["faithfulness"])
 
-    def on_xray(path, method):
+    async def on_xray(path, method):
+        return await cancellable(xray_now, path, method)
+
+    def xray_now(path, method):
         out = diagnose_xray(cxr_models, path, method)
         if not out["ok"]:
             return out["message"], "", gr.update(visible=False, value=None), None, None, "", None
@@ -245,10 +267,16 @@ def _explore_tab(runners: Runners) -> None:
     def frame(table: dict[str, Any]) -> dict[str, Any]:
         return gr.update(value={"headers": table["headers"], "data": table["values"]})
 
-    def on_run(model, upload, folder, methods, preset, per_label, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
-        source = upload or (folder or "").strip() or None
-        out = explore.run_explore(runners.get(model), source, methods or [], preset, per_label or None, out_dir=work_dir("explore"),
-                                  progress=lambda f, msg: progress(f, desc=msg))  # fmt: skip
+    async def on_run(model, upload, methods, preset, per_label, folder=None, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+        return await cancellable(run_now, model, upload, methods, preset, per_label, folder, progress)
+
+    def run_now(model, upload, methods, preset, per_label, folder, progress):
+        report = lambda f, msg: progress(f, desc=msg)  # noqa: E731
+        folder = (folder or "").strip() if server_paths else ""
+        if folder and not upload:  # the operator allowed server paths (XFV_SERVER_PATHS=1): a local installation
+            out = explore.run_explore(runners.get(model), folder, methods or [], preset, per_label or None, work_dir("explore"), report)
+        else:
+            out = explore.run_explore_uploads(runners.get(model), upload, methods or [], preset, per_label or None, work_dir("explore"), report)
         if not out["ok"]:
             return out["message"], gr.update(value=None), None
         state = {"out": out["out"], "rows": out["rows"], "methods": out["methods"], "shown": out["rows"]}
@@ -272,13 +300,18 @@ def _explore_tab(runners: Runners) -> None:
             return view["message"], None, None, [], ""
         return view["message"], view["crop_a"], view["crop_b"], view["gallery"], view["words"]
 
+    server_paths = server_paths_allowed()
     with gr.Tab("Explore", id="explore"):
-        gr.Markdown("Run a pairs CSV (`file_x,file_y[,same]`, names relative to the CSV; or `file,identity`) or a folder of identity "
-                    "sub-folders through the batch path (`python -m core batch`), then sort and filter the pairs and click one "
-                    "to see its maps.")  # fmt: skip
+        gr.Markdown("Upload a pairs CSV (`file_x,file_y[,same]`, or `file,identity`) with its photos, or one `.zip` of the CSV and the "
+                    "photos (folders kept; a `.zip` of identity sub-folders works without a CSV). The pairs go through the batch "
+                    "path (`python -m core batch`); then sort and filter them and click one to see its maps. Names in the CSV "
+                    "are relative to it and must be in the upload.")  # fmt: skip
         with gr.Row():
-            upload = gr.File(label="Pairs CSV", file_types=[".csv"], type="filepath")
-            folder = gr.Textbox(label="...or a CSV or folder on the server", placeholder="../shared/data/faces/deepface/pairs.csv")
+            upload = gr.File(label="Pairs CSV and photos, or a .zip", file_types=[".csv", ".zip", *PHOTO_SUFFIXES], file_count="multiple",
+                             type="filepath", elem_id="explore_upload")  # fmt: skip
+            # a server path box only where the operator allows it (XFV_SERVER_PATHS=1): never on a public server
+            folder = gr.Textbox(label="...or a CSV or folder on this server", placeholder="../shared/data/faces/deepface/pairs.csv") \
+                if server_paths else None  # fmt: skip
         with gr.Row():
             model = gr.Dropdown(model_choices(), value=runners.default, label="Face model")
             methods = gr.CheckboxGroup(method_choices(), value=["xmap3"], label="Explanation methods")
@@ -302,8 +335,8 @@ def _explore_tab(runners: Runners) -> None:
             view_b = gr.Image(label="Face B", interactive=False)
         view_maps = gr.Gallery(label="Maps of the pair (face A left, face B right)", columns=1, height="auto", elem_id="explore_maps")
         view_words = gr.Markdown()
-        run.click(on_run, [model, upload, folder, methods, preset, per_label], [summary, table, state],
-                  concurrency_limit=1, concurrency_id="model")  # fmt: skip
+        inputs = [model, upload, methods, preset, per_label] + ([folder] if folder is not None else [])
+        run.click(on_run, inputs, [summary, table, state], concurrency_limit=1, concurrency_id="model")
         filters = [state, decision, correct, min_c, text, sort_by, descending]
         for control in filters[1:]:
             control.change(on_filter, filters, [table, state, shown])

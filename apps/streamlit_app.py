@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # as app.py: weights from the local caches only, unless HF_HUB_OFFLINE=0
 # `streamlit run apps/streamlit_app.py` puts apps/ on sys.path, not the repository root
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:

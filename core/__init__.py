@@ -5,6 +5,7 @@
 >>> res.same, res.similarity, res.c_score          # doctest: +SKIP
 """
 
+from .cancel import Cancelled, CancelToken
 from .errors import (
     CalibrationError,
     DataError,
@@ -38,6 +39,8 @@ __all__ = [
     "CScore",
     "Calibration",
     "CalibrationError",
+    "CancelToken",
+    "Cancelled",
     "DataError",
     "DetectedFace",
     "Detection",

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .cancel import check_cancelled
 from .data import LabelledPair, resolve
 from .errors import CalibrationError, MethodRequirementError, XFVError
 from .faces.align import align_face
@@ -114,7 +115,8 @@ class Runner:
             return realign(src, size)
         if name is None:
             name = str(src) if isinstance(src, (str, Path)) else "the image"
-        image = load_image(src)
+        check_cancelled()
+        image = load_image(src, name=name)
         detection = self.detector.detect_one(image, name)
         return align_face(image, detection, size)
 
@@ -158,10 +160,12 @@ class Runner:
         b: ImageInput | AlignedFace | None = None,
         methods: Iterable[str] = (),
         progress: Callable[[float, str], Any] | None = None,
+        embeddings: tuple[np.ndarray, np.ndarray] | None = None,
         **knobs: Any,
     ) -> PairResult:
         """Verify the pair, then run each explanation method; a failing method fills its
-        ``Explanation.error`` and the others still run."""
+        ``Explanation.error`` and the others still run. ``embeddings``: the two faces'
+        unit embeddings when already computed (a batch embeds each photo once)."""
         methods = list(methods)  # may be a one-shot iterable
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -171,7 +175,7 @@ class Runner:
         pair = a if isinstance(a, FacePair) else self.prepare_pair(a, b)  # type: ignore[arg-type]
         timings["detect_align"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ea, eb = self.embed([pair.a, pair.b])
+        ea, eb = self.embed([pair.a, pair.b]) if embeddings is None else (np.asarray(embeddings[0]), np.asarray(embeddings[1]))
         timings["embed"] = time.perf_counter() - t0
         sim = float(np.clip(np.dot(ea, eb), -1.0, 1.0))
         thr = self.threshold()
@@ -193,6 +197,7 @@ class Runner:
         regions: list | None = None
         n = max(1, len(methods))
         for i, m in enumerate(methods):
+            check_cancelled()  # a cancelled request stops between methods too (and within them, per batch)
             method_knobs = dict(knobs)
             if progress is not None:
                 progress(i / n, f"running {m}")

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cancel import check_cancelled
 from ..device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,13 @@ def sha256_state_dict(module: nn.Module) -> str:
 
 
 def chunks(n: int, size: int) -> Iterator[slice]:
-    """Slices that cover ``range(n)`` in pieces of at most ``size``."""
+    """Slices that cover ``range(n)`` in pieces of at most ``size``. Every batched loop goes
+    through here, so each piece first checks that the work was not cancelled
+    (``core.cancel``): a cancelled request stops within one batch."""
     if size < 1:
         raise ValueError(f"batch_size must be >= 1, got {size}")
     for start in range(0, n, size):
+        check_cancelled()
         yield slice(start, min(n, start + size))
 
 

@@ -2,7 +2,8 @@
 2022) trained on WebFace12M, from the Hugging Face Hub (CVLFace release
 ``minchul/cvlface_adaface_ir101_webface12m``), loaded as its model card describes:
 download the repository, then ``transformers.AutoModel.from_pretrained(path,
-trust_remote_code=True)``. 512-d embeddings of 112x112 aligned crops (the same 5-point
+trust_remote_code=True)``; here only from a revision the operator reviewed and pinned, with
+its code files' SHA-256 checked before they run (``core.models.pins``). 512-d embeddings of 112x112 aligned crops (the same 5-point
 template), inputs normalised to [-1, 1].
 """
 
@@ -17,9 +18,11 @@ from torch import nn
 
 from ..errors import ModelUnavailableError
 from .base import TorchEmbedder
-from .weights import hf_snapshot
+from .pins import pinned_snapshot
 
 ADAFACE_REPO = "minchul/cvlface_adaface_ir101_webface12m"
+#: Models that run their repository's code, and the repository: loaded only when pinned.
+REMOTE_CODE = {"adaface_ir101": ADAFACE_REPO}
 
 
 class EmbeddingOnly(nn.Module):
@@ -57,7 +60,9 @@ def _in_dir(path: str):
 
 
 def load_adaface(device: str | torch.device | None = "auto") -> TorchEmbedder:
-    path = hf_snapshot(ADAFACE_REPO, "adaface_ir101")
+    """The pinned, reviewed revision of the repository only (``core.models.pins``): its
+    ``trust_remote_code`` runs the repository's own Python."""
+    path = str(pinned_snapshot("adaface_ir101", ADAFACE_REPO))
     try:
         from transformers import AutoModel
     except ImportError as e:

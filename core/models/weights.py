@@ -44,15 +44,6 @@ def hf_file(repo_id: str, filename: str, model: str) -> str:
     return _local_then_remote(lambda **kw: hf_hub_download(repo_id, filename, **kw), repo_id, filename, model)
 
 
-def hf_snapshot(repo_id: str, model: str) -> str:
-    """A whole Hub repository, as ``hf_file`` does for one file."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as e:  # pragma: no cover
-        raise ModelUnavailableError(f"{model} needs huggingface_hub: pip install huggingface-hub") from e
-    return _local_then_remote(lambda **kw: snapshot_download(repo_id, **kw), repo_id, None, model)
-
-
 def _hub_message(repo_id: str, filename: str | None, model: str) -> str:
     what = f"'{filename}' of the Hugging Face repository '{repo_id}'" if filename else f"the Hugging Face repository '{repo_id}'"
     cmd = f"huggingface-cli download {repo_id}" + (f" {filename}" if filename else "")

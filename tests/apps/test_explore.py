@@ -72,3 +72,51 @@ def test_errors_come_back_as_messages(runner, tmp_path):
     assert "unknown explanation method" in run_explore(runner, str(tmp_path / "p.csv"), ["nope"], out_dir=tmp_path / "o")["message"]
     assert not open_explore(tmp_path / "empty")["ok"] and not explore_view(tmp_path / "empty", 0)["ok"]
     assert explore_table(None)["message"] == "0 of 0 pairs shown."
+
+
+@pytest.mark.needs_data
+def test_an_uploaded_csv_reads_only_its_upload(runner, tmp_path):
+    """Uploaded files (a CSV and photos, as Gradio stores them: each in a folder of its
+    own) become one bundle; names outside it, climbing out of it or missing from it get
+    the same answer, which says nothing of the server's files."""
+    import shutil
+
+    from apps.explore import run_explore_uploads
+
+    sent = []
+    for i, name in enumerate(("img5.jpg", "img10.jpg")):
+        (tmp_path / f"u{i}").mkdir()
+        sent.append(shutil.copy(DEEPFACE / name, tmp_path / f"u{i}" / name))
+    (tmp_path / "u9").mkdir()
+    csv = tmp_path / "u9" / "pairs.csv"
+    csv.write_text("file_x,file_y,same\nimg5.jpg,img10.jpg,1\n/etc/passwd,img5.jpg,0\n../../u0/img5.jpg,img10.jpg,1\n"
+                   "nowhere.jpg,img5.jpg,0\n/etc/no-such.jpg,img5.jpg,0\n")  # fmt: skip
+    out = run_explore_uploads(runner, [str(csv), *map(str, sent)], [], "fast", 0, tmp_path / "out")
+    assert out["ok"], out["message"]
+    rows = out["rows"]
+    assert rows[0].ok and rows[0].decision == "same"
+    errors = [r.error for r in rows[1:]]
+    assert errors == [f"{n}: not in your upload" for n in ("/etc/passwd", "../../u0/img5.jpg", "nowhere.jpg", "/etc/no-such.jpg")]
+    assert str(tmp_path) not in out["summary"] + "".join(errors)
+    assert not [p for p in (tmp_path / "out").parent.glob("upload-*")]  # the unpacked upload is removed after the run
+
+
+@pytest.mark.needs_data
+def test_a_zip_upload_keeps_its_folders(runner, tmp_path):
+    import zipfile
+
+    from apps.explore import run_explore_uploads
+
+    archive = tmp_path / "batch.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("batch/pairs.csv", "file_x,file_y,same\nann/a.jpg,ann/b.jpg,1\nann/a.jpg,bob/c.jpg,0\n")
+        z.write(DEEPFACE / "img5.jpg", "batch/ann/a.jpg")
+        z.write(DEEPFACE / "img10.jpg", "batch/ann/b.jpg")
+        z.write(DEEPFACE / "img12.jpg", "batch/bob/c.jpg")
+    out = run_explore_uploads(runner, [str(archive)], [], "fast", 0, tmp_path / "out")
+    assert out["ok"] and [r.decision for r in out["rows"]] == ["same", "different"] and out["summary_data"]["accuracy"] == 1.0
+    bad = tmp_path / "slip.zip"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("../../etc/cron.d/x.csv", "file_x,file_y\n")
+    refused = run_explore_uploads(runner, [str(bad)], [], "fast", 0, tmp_path / "out2")
+    assert not refused["ok"] and "points outside the archive" in refused["message"]

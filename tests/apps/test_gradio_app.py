@@ -126,22 +126,43 @@ def _handlers(demo) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.needs_data
-def test_the_explore_tab_runs_a_csv_filters_it_and_opens_the_clicked_row(runner, tmp_path):
+def test_the_explore_tab_runs_a_csv_filters_it_and_opens_the_clicked_row(runner, tmp_path, monkeypatch):
+    import asyncio
+    import shutil
+
     import gradio as gr
 
     from ..conftest import DEEPFACE
 
-    fns = _handlers(build_demo(runner))
+    monkeypatch.delenv("XFV_SERVER_PATHS", raising=False)
+    demo = build_demo(runner)
+    fns = _handlers(demo)
+    assert "on this server" not in str(demo.config)  # no server-path box unless the operator allows it
+    photos = [shutil.copy(DEEPFACE / n, tmp_path / n) for n in ("img5.jpg", "img10.jpg", "img12.jpg")]
     csv = tmp_path / "pairs.csv"
-    csv.write_text(f"file_x,file_y,same\n{DEEPFACE}/img5.jpg,{DEEPFACE}/img10.jpg,1\n{DEEPFACE}/img5.jpg,{DEEPFACE}/img12.jpg,0\n"
-                   f"{DEEPFACE}/nope.jpg,{DEEPFACE}/img12.jpg,0\n")  # fmt: skip
-    summary, table, state = fns["on_run"]("sface", str(csv), "", ["cam"], "fast", 0, progress=lambda *a, **k: None)
+    csv.write_text(f"file_x,file_y,same\nimg5.jpg,img10.jpg,1\nimg5.jpg,img12.jpg,0\n{DEEPFACE}/img5.jpg,img12.jpg,0\n")
+    summary, table, state = asyncio.run(fns["on_run"]("sface", [str(csv), *photos], ["cam"], "fast", 0, progress=lambda *a, **k: None))
     assert "**3** pairs: 2 compared, 1 failed" in summary
     rows = table["value"]["data"]
-    assert [r[0] for r in rows] == [0, 1, 2] and rows[2][-2].endswith("nope.jpg: no such file")
+    assert [r[0] for r in rows] == [0, 1, 2] and rows[2][-2] == f"{DEEPFACE}/img5.jpg: not in your upload"
     shown, state, message = fns["on_filter"](state, "different people", "any", 0.0, "", "index", False)
     assert message == "1 of 3 pairs shown." and [r[0] for r in shown["value"]["data"]] == [1]
     line = shown["value"]["data"][0]
     verdict, face_a, face_b, maps, words = fns["on_select"](state, gr.SelectData(None, {"index": [0, 2], "value": line[2], "row_value": line}))
     assert verdict.startswith("**Different people") and "the decision is **right**" in verdict
     assert face_a.shape == face_b.shape == (112, 112, 3) and len(maps) == 1 and "CAM" in maps[0][1] and "CAM" in words
+
+
+@pytest.mark.needs_data
+def test_the_operator_can_allow_server_paths_for_a_local_installation(runner, tmp_path, monkeypatch):
+    import asyncio
+
+    from ..conftest import DEEPFACE
+
+    monkeypatch.setenv("XFV_SERVER_PATHS", "1")
+    demo = build_demo(runner)
+    assert "on this server" in str(demo.config)
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(f"file_x,file_y,same\n{DEEPFACE}/img5.jpg,{DEEPFACE}/img10.jpg,1\n")
+    summary, _, state = asyncio.run(_handlers(demo)["on_run"]("sface", None, [], "fast", 0, str(csv), progress=lambda *a, **k: None))
+    assert "**1** pairs: 1 compared" in summary and state["rows"][0].decision == "same"
