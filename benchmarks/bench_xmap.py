@@ -70,11 +70,12 @@ def main() -> None:
     params = occlusion.XMapParams.from_knobs(preset=args.preset)
     size = emb.input_size
     patches, stride, _ = params.scaled(size)
+    patches = [params.hidden_width(p, size) for p in patches]  # the pixels each patch hides (the authors' p + 1)
     n_img = 2 * sum(occlusion.n_occlusions(size, p, stride) for p in patches) + 2
     bs = args.batch_size or emb.batch_size
     sync = torch.cuda.synchronize if emb.device.type == "cuda" else (lambda: None)
     print(f"{machine(emb.device)}; model {emb.name} ({size} px), batch {bs}, preset {args.preset}: "
-          f"patches {patches}, stride {stride}, {n_img} forward passes per pair")  # fmt: skip
+          f"patches of {patches} px, stride {stride}, {n_img} forward passes per pair")  # fmt: skip
 
     def run_a() -> None:
         perturb.clear_cache()

@@ -110,8 +110,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 #: Explainer knobs taken from the command line when given (SDD's gallery, sdd_mode and
 #: competitors included; explainers ignore the knobs they do not know).
-_KNOB_NAMES = ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "region_size", "grid_step", "steps", "hide",
-               "gallery", "sdd_mode", "competitors", "heatmap", "masking")  # fmt: skip
+_KNOB_NAMES = ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "patch_geometry", "region_size", "grid_step", "steps",
+               "hide", "agg_start", "gallery", "sdd_mode", "competitors", "heatmap", "masking", "start_layer")  # fmt: skip
 
 
 def _knobs(args: argparse.Namespace) -> dict:
@@ -243,9 +243,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
     runner = _runner(args)
     knobs = _knobs(args)
     knobs.pop("preset", None)
-    with progress_bar("batch", args.quiet) as progress:
-        res = run_batch(runner, args.source, args.images, methods, out=args.out, preset=args.preset, per_label=args.per_label,
-                        progress=progress, limit=args.limit, **knobs)  # fmt: skip
+    if args.resume and not args.out:
+        raise DataError("--resume needs --out: the folder of the batch to finish")
+    try:
+        with progress_bar("batch", args.quiet) as progress:
+            res = run_batch(runner, args.source, args.images, methods, out=args.out, preset=args.preset, per_label=args.per_label,
+                            progress=progress, limit=args.limit, resume=args.resume, **knobs)  # fmt: skip
+    except KeyboardInterrupt:
+        if args.out:
+            print(f"the pairs finished so far are in {Path(args.out) / 'pairs.csv'}; add --resume to run the rest", file=sys.stderr)
+        raise
     summary = res.summary()
     if args.json:
         out = {"summary": summary, "methods": res.methods, "model": res.model, "out": None if res.out is None else str(res.out),
@@ -472,14 +479,14 @@ def cmd_train_cxr(args: argparse.Namespace) -> int:
     import torch
 
     from .cxr import diagnose, input_size, prepare_cxr, to_batch
-    from .data import _read_rows, resolve
+    from .data import MAX_TEXT_FIELD_CHARS, _read_rows, resolve
     from .evaluate.text import text_scores
     from .io import load_image
     from .models.cxr import cxr_bottleneck, load_cxr_clip, save_cxr_head
     from .text.reports import Report, mine_report, read_reports
     from .train import train_cxr_head
 
-    rows = _read_rows(args.csv, ("file",))
+    rows = _read_rows(args.csv, ("file",), max_field=MAX_TEXT_FIELD_CHARS)  # a report is longer than a file name
     if not ({"report", "report_id"} & set(rows[0])):
         raise DataError(f"{args.csv}: needs a 'report' (text) or 'report_id' column next to 'file'")
     corpus = {r.id: r for r in read_reports(args.reports)} if "report_id" in rows[0] else {}
@@ -603,6 +610,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pin_remote_code(args: argparse.Namespace) -> int:
+    from .models.hub import REMOTE_CODE
+    from .models.pins import pin_remote_code, pins_path
+
+    pin = pin_remote_code(args.model, REMOTE_CODE[args.model], args.revision)
+    print(f"pinned {args.model} to {pin['repo']}@{pin['revision']} in {pins_path()}")
+    for name, digest in pin["code_sha256"].items():
+        print(f"  {digest}  {name}")
+    print("it loads only while these files hash the same; pin again after reviewing a new revision")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core", description="Explainable face verification.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -626,6 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
             choices=("select", "oim", "um", "nium"),
             help="ViT methods: pick the mask by SM+/SM- (default) or force one (nium: negative decisions only)",
         )
+        sp.add_argument("--start-layer", type=int,
+                        help="ViT methods: multiply the blocks' maps from this block up (default 0, all blocks, as the paper; "
+                             "Chefer et al.'s benchmark scripts use 1)")  # fmt: skip
 
     v = sub.add_parser("verify", help="compare two face photos")
     v.add_argument("image_a")
@@ -652,16 +674,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="full: the papers' settings; fast: one occlusion scale and a coarser region grid (default: %(default)s)",
     )
     x.add_argument("--batch-size", type=int, help="images per forward pass (a cost knob; results do not change)")
-    x.add_argument("--seed", type=int, default=0, help="seed of the noise fill")
+    x.add_argument("--seed", type=int, default=0, help="seed of the noise fills (X-Map noise patches, the aggregation start noise)")
     x.add_argument("--patch-sizes", type=lambda v: tuple(int(i) for i in v.split(",")), help="X-Map patch sizes at 112 px, e.g. 7,14,28")
     x.add_argument("--stride", type=int, help="X-Map stride at 112 px")
     x.add_argument("--patch-fill", help="X-Map patch colour: black, grey, white, noise, mean or a grey level")
     x.add_argument("--patch-shape", choices=("rect", "round"))
     x.add_argument("--edge-blur", type=float, help="X-Map patch edge blur (sigma in px at 112)")
+    x.add_argument("--patch-geometry", choices=("authors", "exact"),
+                   help="X-Map patch of size p: authors (default) hides (p+1)^2 pixels as their cv2.rectangle; exact hides p x p")  # fmt: skip
     x.add_argument("--region-size", type=int, help="removal/aggregation region width n_h at 256 px (sigma = n_h / 8.5)")
     x.add_argument("--grid-step", type=int, help="removal/aggregation region spacing at 256 px")
     x.add_argument("--steps", type=int, help="greedy removal/aggregation steps")
     x.add_argument("--hide", help="removal/aggregation hiding value: black, grey, white, noise, mean or a grey level")
+    x.add_argument("--agg-start", choices=("noise", "hide"),
+                   help="aggregation starts from the authors' near-black noise (default; seeded by --seed) or the hiding value")  # fmt: skip
     sdd_args(x)
     x.add_argument("--threshold", type=float)
     x.add_argument("--calibration")
@@ -676,6 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(bt)
     bt.add_argument("--methods", default="xmap3", help="comma-separated methods, empty for none (default: %(default)s)")
     bt.add_argument("--out", help="folder for pairs.csv, batch.json and pairs/<index>.json (exact maps, to reopen a pair later)")
+    bt.add_argument("--resume", action="store_true", help="keep the pairs an earlier, stopped run of the same settings finished in --out")
     bt.add_argument("--preset", choices=("fast", "full"), default="fast", help="explainer settings (default: %(default)s)")
     bt.add_argument("--per-label", type=int, help="use only the first N genuine and N impostor pairs (and N unlabelled)")
     bt.add_argument("--limit", type=int, help="use only the first N pairs (after --per-label)")
@@ -754,6 +781,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("pin-remote-code", help="trust a model's Hub code: record the reviewed revision and its files' SHA-256")
+    pr.add_argument("model", choices=sorted(__import__("core.models.hub", fromlist=["REMOTE_CODE"]).REMOTE_CODE))
+    pr.add_argument("--revision", help="the commit to pin (default: the one the local cache has)")
+    pr.set_defaults(func=cmd_pin_remote_code)
 
     m = sub.add_parser("models", help="list the registered face models")
     m.add_argument("--json", action="store_true")

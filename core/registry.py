@@ -41,7 +41,7 @@ class ExplainerSpec:
     description: str = ""
     # (input_size, **knobs) -> (share key, forward passes): methods with the same key share
     # their perturbed embeddings, so a set of them costs each key once
-    cost: Callable[..., tuple[str, int]] | None = None
+    cost: Callable[..., tuple[str, int] | dict[str, int]] | None = None
     family: str = ""
     gives_maps: bool = True  # False for explanations in words only (no faithfulness curves)
 
@@ -188,9 +188,10 @@ def forward_passes(methods: list[str] | tuple[str, ...], input_size: int, **knob
         if spec.cost is None:
             out[m] = 0
             continue
-        key, n = spec.cost(input_size, **knobs)
-        out[m] = 0 if key in seen else n
-        seen.add(key)
+        cost = spec.cost(input_size, **knobs)  # (share key, n), or {share key: n} for a method made of shared parts
+        parts = cost if isinstance(cost, dict) else dict([cost])
+        out[m] = sum(n for key, n in parts.items() if key not in seen)
+        seen.update(parts)
     out["total"] = sum(out.values())
     return out
 
@@ -222,7 +223,8 @@ for _name, _label, _what in (
     ("minplus_average", "Removal/aggregation average", "the mean of the four removal and aggregation maps (MinPlus)"),
 ):
     register_explainer(ExplainerSpec(_name, _label, _lazy("removal", "RemovalExplainer", _name), _BLACKBOX,
-                                     f"Mery & Morris black-box saliency: {_what}.", _lazy("removal", "forward_passes"), "removal"))  # fmt: skip
+                                     f"Mery & Morris black-box saliency: {_what}.",
+                                     _lazy("removal", "forward_passes", _name), "removal"))  # fmt: skip
 
 
 def _fixed_cost(key: str, n: int) -> Callable[..., tuple[str, int]]:

@@ -117,6 +117,11 @@ def _panel(e: Explanation, faces: list[np.ndarray], faith: dict[str, float] | No
     scores = {k: v for k, v in e.scores.items() if isinstance(v, (int, float))}
     if scores:
         parts.append("<h4>Scores</h4>" + _table([scores]))
+    settings = e.extras.get("params") if isinstance(e.extras.get("params"), dict) else {}
+    if isinstance(e.extras.get("start"), dict):  # what aggregation started from, and the noise's seed
+        settings = {**settings, **{f"start_{k}": v for k, v in e.extras["start"].items()}}
+    if settings:
+        parts.append("<h4>Settings</h4>" + _table([{k: v if isinstance(v, (int, float, str)) else str(v) for k, v in settings.items()}]))
     regions = e.extras.get("regions")
     if regions:
         for who, rows in zip(("first face", "second face"), regions, strict=False):

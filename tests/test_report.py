@@ -68,3 +68,19 @@ def test_explain_writes_a_report_with_faithfulness(tmp_path, capsys):
     data = json.loads((tmp_path / "r.json").read_text())
     assert set(data["faithfulness"]) == {"cam", "random"} and data["model"] == "sface"
     assert "wrote" in capsys.readouterr().err
+
+
+def test_the_aggregation_start_and_its_seed_are_in_both_reports(tmp_path):
+    from core.explainers import perturb
+    from core.explainers.removal import RemovalExplainer
+
+    from .explainers.conftest import RegionEmbedder
+
+    perturb.clear_cache()
+    toy_pair = FacePair(toy_face(), toy_face(value=250))
+    e = RemovalExplainer("single_aggregation").explain(toy_pair, RegionEmbedder(), region_size=64, grid_step=32, steps=2, seed=7)
+    res = PairResult(toy_pair, 0.9, 0.5, True, None, "toy", "cd" * 32, [e])
+    html_path, json_path = write_report(res, tmp_path / "agg.html")
+    page = html_path.read_text()
+    assert "Settings" in page and "start_seed" in page and "near_black_noise" in page
+    assert json.loads(json_path.read_text())["explanations"][0]["extras"]["start"] == {"image": "near_black_noise", "seed": 7}

@@ -18,15 +18,21 @@ S > 0 where hiding a region increases the distance, i.e. the region makes the fa
 and s = 5 on a 112 crop (scaled with the model's input size) are averaged with weights
 1/p^2, blurred with an s x s Gaussian kernel and sigma = s, and normalised to [-1, 1].
 
+As the authors' code: a patch of size p is their filled ``cv2.rectangle((x, y), (x + p,
+y + p))``, which includes both corners, so it hides (p + 1) x (p + 1) pixels (8, 15 and 29
+for the full preset; ``patch_geometry="exact"`` hides p x p, which alone moves the maps to
+Pearson 0.995-0.999 against theirs); the blur uses OpenCV's default border
+(``BORDER_REFLECT_101``, as their ``cv2.GaussianBlur``); "normalisation to [-1, 1]" is
+division by the largest absolute value (their ``normalize()``; their [0, 1] shift only feeds
+the colour map), ``extras['scale']`` keeps the factor, so ``map * scale`` is S_bar.
+
 Where this differs from the paper and the authors' code (also in the README):
-- patch positions cover the whole crop: ``range(0, S - p + 1, s)`` plus a last position
-  flush with the right and bottom edges when the stride does not land there (the authors'
-  code uses ``range(0, S - p, s)`` and never occludes the last pixels);
+- patch positions cover the whole crop: ``range(0, S - w + 1, s)`` (w the hidden width)
+  plus a last position flush with the right and bottom edges when the stride does not land
+  there (the authors' code uses ``range(0, S - p, s)`` and never occludes the last pixels,
+  which would leave those pixels without a value);
 - the occluded embeddings are computed once per face and scale and shared by the three
   methods (the authors recompute them per method), and cached (see ``perturb.CACHE``);
-- "normalisation to [-1, 1]" is division by the largest absolute value, so that 0 keeps
-  meaning "no effect" (a min-max stretch would move it); ``extras['scale']`` keeps the
-  factor, so ``map * scale`` is the unnormalised S_bar;
 - when the scaled stride is even, the blur kernel is s + 1 (OpenCV needs odd kernels).
 
 The sensitivity-study knobs: ``patch_fill`` (black, grey, white, noise, mean or a value),
@@ -54,6 +60,10 @@ log = logging.getLogger(__name__)
 REFERENCE_SIZE = 112
 PATCH_SIZES = (7, 14, 28)
 STRIDE = 5
+#: How a patch of size p is drawn: "authors" as the authors' filled cv2.rectangle from (x, y)
+#: to (x + p, y + p), both corners included ((p + 1)^2 pixels); "exact" p x p pixels.
+PATCH_GEOMETRIES = ("authors", "exact")
+KNOBS = ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "seed", "patch_geometry")
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {"patch_sizes": PATCH_SIZES, "stride": STRIDE},
     # one scale, larger stride: 64 occlusions per face instead of 1,249 (interactive use on a CPU)
@@ -72,18 +82,22 @@ class XMapParams:
     patch_shape: str = "rect"
     edge_blur: float = 0.0
     seed: int = 0
+    patch_geometry: str = "authors"  # "authors": (p + 1)^2 pixels as their cv2.rectangle; "exact": p x p
     preset: str = "full"
 
     @classmethod
     def from_knobs(cls, **knobs: Any) -> XMapParams:
-        preset, base = perturb.preset_knobs(PRESETS, ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "seed"), knobs)
+        preset, base = perturb.preset_knobs(PRESETS, KNOBS, knobs)
         if isinstance(base["patch_sizes"], (int, float)):
             base["patch_sizes"] = (int(base["patch_sizes"]),)
         p = cls(patch_sizes=tuple(int(x) for x in base["patch_sizes"]), stride=int(base["stride"]),
                 patch_fill=base.get("patch_fill", "black"), patch_shape=str(base.get("patch_shape", "rect")),
-                edge_blur=float(base.get("edge_blur", 0.0)), seed=int(base.get("seed", 0)), preset=preset)  # fmt: skip
+                edge_blur=float(base.get("edge_blur", 0.0)), seed=int(base.get("seed", 0)),
+                patch_geometry=str(base.get("patch_geometry", "authors")), preset=preset)  # fmt: skip
         if p.patch_shape not in ("rect", "round"):
             raise ValueError(f"patch_shape must be 'rect' or 'round', got {p.patch_shape!r}")
+        if p.patch_geometry not in PATCH_GEOMETRIES:
+            raise ValueError(f"patch_geometry must be one of {', '.join(PATCH_GEOMETRIES)}, got {p.patch_geometry!r}")
         if p.stride < 1 or any(q < 1 or q > REFERENCE_SIZE for q in p.patch_sizes):
             raise ValueError(f"patch sizes must be in 1..{REFERENCE_SIZE} and the stride >= 1, got {p.patch_sizes}, {p.stride}")
         if isinstance(p.patch_fill, list):
@@ -95,6 +109,10 @@ class XMapParams:
         """Patch sizes, stride and edge blur in pixels of a ``size`` crop."""
         f = size / REFERENCE_SIZE
         return [max(1, round(q * f)) for q in self.patch_sizes], max(1, round(self.stride * f)), self.edge_blur * f
+
+    def hidden_width(self, patch: int, size: int) -> int:
+        """Pixels one patch of nominal size ``patch`` hides along each axis (at most the crop)."""
+        return min(size, patch + 1) if self.patch_geometry == "authors" else patch
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -179,14 +197,15 @@ def occlusion_sets(pair: FacePair, embedder: FaceEmbedder, params: XMapParams, b
     mk = perturb.model_key(embedder)
     imgs = [perturb.crop_at_input_size(f.image, size) for f in pair]
     img_keys = [perturb.digest(im) for im in imgs]
-    total = sum(n_occlusions(size, q, stride) for q in patches) * 2
+    total = sum(n_occlusions(size, params.hidden_width(q, size), stride) for q in patches) * 2
     done = 0
     out = []
     for q in patches:
-        masks = occlusion_masks(size, q, stride, params.patch_shape, blur)
+        w = params.hidden_width(q, size)
+        masks = occlusion_masks(size, w, stride, params.patch_shape, blur)
         embs = []
         for im, ik in zip(imgs, img_keys, strict=True):
-            key = perturb.digest("xmap-occluded", mk, ik, q, stride, params.patch_shape, blur, params.patch_fill, params.seed)
+            key = perturb.digest("xmap-occluded", mk, ik, w, stride, params.patch_shape, blur, params.patch_fill, params.seed)
 
             def tick(i: int, n: int, base: int = done) -> None:
                 if progress is not None:
@@ -223,9 +242,10 @@ def combine_scales(maps: Sequence[np.ndarray], patches: Sequence[int]) -> np.nda
 
 
 def smooth_normalise(s_bar: np.ndarray, stride: int) -> tuple[np.ndarray, float]:
-    """Gaussian blur with an s x s kernel (odd) and sigma = s, then division by max |.|."""
+    """Gaussian blur with an s x s kernel (odd) and sigma = s, OpenCV's default border
+    (``BORDER_REFLECT_101``, as the authors' ``cv2.GaussianBlur``), then division by max |.|."""
     k = stride if stride % 2 == 1 else stride + 1
-    blurred = cv2.GaussianBlur(s_bar.astype(np.float64), (k, k), stride, borderType=cv2.BORDER_REFLECT)
+    blurred = cv2.GaussianBlur(s_bar.astype(np.float64), (k, k), stride, borderType=cv2.BORDER_REFLECT_101)
     scale = float(np.abs(blurred).max())
     out = blurred / scale if scale > 0 else np.zeros_like(blurred)
     return out.astype(np.float32), scale
@@ -274,8 +294,9 @@ def forward_passes(input_size: int, **knobs: Any) -> tuple[str, int]:
     share the same occlusions, so they cost the same key once."""
     p = XMapParams.from_knobs(**knobs)
     patches, stride, blur = p.scaled(input_size)
-    n = 2 * sum(n_occlusions(input_size, q, stride) for q in patches) + 2
-    return perturb.digest("xmap", patches, stride, p.patch_shape, blur, p.patch_fill, p.seed), n
+    widths = [p.hidden_width(q, input_size) for q in patches]
+    n = 2 * sum(n_occlusions(input_size, w, stride) for w in widths) + 2
+    return perturb.digest("xmap", widths, stride, p.patch_shape, blur, p.patch_fill, p.seed), n
 
 
 class XMapExplainer:
@@ -305,7 +326,8 @@ class XMapExplainer:
         }
         return Explanation(
             method=self.name, label=self.label, maps=maps, signed=True, scores=scores,
-            extras={"params": params.to_dict(), "scaled": {"patch_sizes": patches, "stride": stride, "edge_blur": blur},
+            extras={"params": params.to_dict(), "scaled": {"patch_sizes": patches, "stride": stride, "edge_blur": blur,
+                                                           "hidden_widths": [params.hidden_width(q, int(embedder.input_size)) for q in patches]},
                     "scale": res["scales"], "preset": params.preset,
                     "meaning": "positive (green): hiding the region increases the distance, so it makes the faces similar; "
                                "negative (red): hiding it brings them closer, so it makes them look different"},

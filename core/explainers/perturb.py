@@ -33,7 +33,7 @@ from ..types import FaceEmbedder
 
 log = logging.getLogger(__name__)
 
-FILL_NAMES = ("black", "grey", "white", "noise", "mean")
+FILL_NAMES = ("black", "grey", "white", "noise", "near_black_noise", "mean")
 
 
 @dataclass
@@ -143,8 +143,10 @@ def crop_at_input_size(image: np.ndarray, size: int) -> np.ndarray:
 
 def fill_image(image: np.ndarray, fill: str | float | tuple[float, float, float], seed: int = 0) -> np.ndarray:
     """What hidden pixels become, as an (S, S, 3) float32 image in 0-255: a colour name
-    (black, grey, white), ``noise`` (uniform, fixed by ``seed``), ``mean`` (the face's mean
-    colour), a grey level or an RGB triple."""
+    (black, grey, white), ``noise`` (uniform, fixed by ``seed``), ``near_black_noise`` (each
+    pixel and channel 0 or 1 with equal odds, fixed by ``seed``: Mery and Morris's start
+    image, ``np.random.rand(h, w, 3) * 2`` cast to uint8), ``mean`` (the face's mean colour),
+    a grey level or an RGB triple."""
     s = image.shape[0]
     if isinstance(fill, str):
         name = fill.lower().replace("gray", "grey")
@@ -159,6 +161,8 @@ def fill_image(image: np.ndarray, fill: str | float | tuple[float, float, float]
         elif name == "noise":
             rng = np.random.default_rng(seed)
             return rng.uniform(0, 255, size=(s, s, 3)).astype(np.float32)
+        elif name == "near_black_noise":
+            return np.random.default_rng(seed).integers(0, 2, size=(s, s, 3)).astype(np.float32)
         else:
             raise ValueError(f"unknown fill {fill!r}; use one of {', '.join(FILL_NAMES)}, a grey level or an RGB triple")
     else:

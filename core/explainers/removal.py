@@ -20,21 +20,29 @@ A region is hidden by blending towards the hiding value h: A * (1 - g) + h * g.
   steps or when s(A) - s_t <= ``stop_score``, as ``saliency_plus``.
 - Average (MinPlus): (S0- + S1- + S0+ + S1+) / 4, as the authors average the raw maps.
 
-Spreading each delta_k over its blob g_k is the authors' ``heatmap`` step (filter2D of the
-sparse grid with the same Gaussian, normalised to a peak of 1). Maps are computed for the
-probe against the gallery face and for the gallery against the probe.
+Spreading the credits is the authors' ``heatmap`` step: each delta_k at its centre on a
+sparse grid, ``cv2.filter2D`` with the region's Gaussian (an n_h x n_h kernel with peak 1)
+and OpenCV's default border, ``BORDER_REFLECT_101``, so credits near an edge are mirrored
+into it. As in their code, a grid centre on a pure-black pixel of the probe (the padding of
+an aligned crop) is no region. Aggregation starts, as theirs, from near-black noise
+(``np.random.rand(h, w, 3) * 2`` cast to uint8: every pixel and channel 0 or 1), seeded by
+``seed`` (``agg_start="hide"`` starts from the hiding value instead). Maps are computed for
+the probe against the gallery face and for the gallery against the probe. Each map computes
+only what it needs (single removal: one forward pass per region and face), and the parts
+are cached, so the other maps reuse them.
 
 The authors' defaults are for 256 x 256 images: n_h = 161, d = 16, 20 steps (their "fast
 mode": n_h = 221, d = 48, 1 step). They are scaled here to the model's input size (n_h 71,
 d 7 at 112). Deviations, all documented in the README:
 - maps keep their sign and units (similarity change) instead of the authors' min-max
-  stretch to [0, 1] for display; a min-max of our map is theirs. A negative value means
-  hiding the region raised the similarity (evidence against the match), which the region
-  table needs;
-- the hidden image is the hiding value everywhere (the authors start aggregation from
-  near-black random noise in {0, 1}), and a shown region is combined with those already
-  shown as a union of soft masks, 1 - (1 - m)(1 - g), then composited (the authors screen-
-  blend pixel values, which is the same where blobs do not overlap);
+  stretch to [0, 1] for display. A negative value means hiding the region raised the
+  similarity (evidence against the match), which the region table needs;
+- a shown region is combined with those already shown as a union of soft masks,
+  1 - (1 - m)(1 - g), then composited over the start image (the authors screen-blend pixel
+  values, which is the same where blobs do not overlap);
+- a greedy-removal candidate must still be visible at its centre (more than 5 % of it);
+  the authors test for an exactly black pixel, which soft blends never quite reach;
+- the noise is drawn by numpy's ``default_rng(seed)``, not the global ``np.random`` state;
 - every candidate of a greedy step is embedded in one batch; a step's first candidates are
   the single-removal (single-aggregation) evaluations, which are reused.
 """
@@ -42,10 +50,11 @@ d 7 at 112). Deviations, all documented in the README:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -65,6 +74,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"region_size": 181, "grid_step": 36, "steps": 3},
 }
 METHODS = ("single_removal", "greedy_removal", "single_aggregation", "greedy_aggregation", "minplus_average")
+PARTS = METHODS[:4]
+#: The parts each map needs (each part is computed once per face and cached).
+NEEDS = {m: (m,) for m in PARTS} | {"minplus_average": PARTS}
+AGG_STARTS = ("noise", "hide")
+KNOBS = ("region_size", "grid_step", "steps", "hide", "stop_score", "seed", "agg_start")
 LABELS = {
     "single_removal": "Single removal (Mery & Morris)",
     "greedy_removal": "Greedy removal (Mery & Morris)",
@@ -83,17 +97,20 @@ class RemovalParams:
     steps: int = 20  # greedy steps
     hide: str | float | tuple = "black"  # the hiding value
     stop_score: float = 0.01
-    seed: int = 0
+    seed: int = 0  # of the aggregation's start noise
+    agg_start: str = "noise"  # "noise": the authors' near-black noise; "hide": the hiding value
     preset: str = "full"
 
     @classmethod
     def from_knobs(cls, **knobs: Any) -> RemovalParams:
-        preset, base = perturb.preset_knobs(PRESETS, ("region_size", "grid_step", "steps", "hide", "stop_score", "seed"), knobs)
+        preset, base = perturb.preset_knobs(PRESETS, KNOBS, knobs)
         hide = base.get("hide", "black")
         p = cls(region_size=int(base["region_size"]), grid_step=int(base["grid_step"]), steps=int(base["steps"]),
                 hide=tuple(hide) if isinstance(hide, list) else hide, stop_score=float(base.get("stop_score", 0.01)),
-                seed=int(base.get("seed", 0)), preset=preset)  # fmt: skip
+                seed=int(base.get("seed", 0)), agg_start=str(base.get("agg_start", "noise")), preset=preset)  # fmt: skip
         perturb.check_fill(p.hide)
+        if p.agg_start not in AGG_STARTS:
+            raise ValueError(f"agg_start must be one of {', '.join(AGG_STARTS)}, got {p.agg_start!r}")
         if p.region_size < 2 or p.grid_step < 1 or p.steps < 1:
             raise ValueError(f"region_size >= 2, grid_step >= 1 and steps >= 1 needed, got {p.region_size}, {p.grid_step}, {p.steps}")
         return p
@@ -103,17 +120,43 @@ class RemovalParams:
         f = size / REFERENCE_SIZE
         return self.region_size * f / SIGMA_DIVISOR, max(1, round(self.grid_step * f))
 
+    def kernel_size(self, size: int) -> int:
+        """The heatmap kernel's width in pixels of a ``size`` crop: n_h scaled, made odd."""
+        k = max(1, round(self.region_size * size / REFERENCE_SIZE))
+        return k if k % 2 == 1 else k + 1
+
+    def start_fill(self) -> str | float | tuple:
+        """What aggregation starts from (the fully hidden image)."""
+        return "near_black_noise" if self.agg_start == "noise" else self.hide
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def grid_centres(size: int, step: int) -> np.ndarray:
-    """Region centres (row, col): every ``step`` pixels from ``step`` to below ``size``."""
+def grid_centres(size: int, step: int, image: np.ndarray | None = None) -> np.ndarray:
+    """Region centres (row, col): every ``step`` pixels from ``step`` to below ``size``;
+    with ``image``, without the centres on its pure-black pixels (as the authors' code)."""
     c = np.arange(step, size, step)
     if c.size == 0:
         c = np.array([size // 2])
     yy, xx = np.meshgrid(c, c, indexing="ij")
-    return np.stack([yy.ravel(), xx.ravel()], 1)
+    centres = np.stack([yy.ravel(), xx.ravel()], 1)
+    if image is not None:
+        keep = np.asarray(image)[centres[:, 0], centres[:, 1]].reshape(len(centres), -1).any(1)
+        if keep.any():
+            centres = centres[keep]
+    return centres
+
+
+def spread(credits: torch.Tensor | np.ndarray, centres: np.ndarray, size: int, sigma: float, ksize: int) -> np.ndarray:
+    """The authors' heatmap: each region's credit at its centre of a sparse ``size`` grid,
+    correlated with a ``ksize`` Gaussian of peak 1 (``cv2.filter2D``, border
+    ``BORDER_REFLECT_101``: a credit near an edge is mirrored into it). float64 ``(S, S)``."""
+    sparse = np.zeros((size, size), np.float64)
+    np.add.at(sparse, (centres[:, 0], centres[:, 1]), np.asarray(credits, np.float64))
+    g = cv2.getGaussianKernel(ksize, sigma, cv2.CV_64F)
+    kernel = g @ g.T
+    return cv2.filter2D(sparse, cv2.CV_64F, kernel / kernel.max(), borderType=cv2.BORDER_REFLECT_101)
 
 
 def blobs(size: int, centres: np.ndarray, sigma: float) -> torch.Tensor:
@@ -128,155 +171,220 @@ def blobs(size: int, centres: np.ndarray, sigma: float) -> torch.Tensor:
 
 @dataclass
 class MinPlusFace:
-    """The four maps of one face (probe against gallery), in similarity units, plus what
-    happened: the greedy order and the scores along it."""
+    """The maps of one face (probe against gallery) that were asked for, in similarity
+    units (None for a part not computed), plus what happened: the greedy orders and the
+    scores along them."""
 
-    single_removal: np.ndarray
-    greedy_removal: np.ndarray
-    single_aggregation: np.ndarray
-    greedy_aggregation: np.ndarray
+    single_removal: np.ndarray | None
+    greedy_removal: np.ndarray | None
+    single_aggregation: np.ndarray | None
+    greedy_aggregation: np.ndarray | None
     score: float  # s(A)
-    hidden_score: float  # s(fully hidden A)
+    hidden_score: float | None  # s(the start image), when aggregation ran
     removal_path: list[tuple[int, int, float]]  # (row, col, score after the step)
     aggregation_path: list[tuple[int, int, float]]
     forward_passes: int
+    regions: int  # region centres used (the grid less centres on pure-black pixels)
 
     @property
     def average(self) -> np.ndarray:
-        return (self.single_removal + self.greedy_removal + self.single_aggregation + self.greedy_aggregation) / 4
+        parts = [self.single_removal, self.greedy_removal, self.single_aggregation, self.greedy_aggregation]
+        if any(p is None for p in parts):
+            raise ValueError("the average needs all four maps; compute them with parts=PARTS")
+        return sum(parts) / 4  # type: ignore[return-value]
 
     def get(self, method: str) -> np.ndarray:
-        return self.average if method == "minplus_average" else getattr(self, method)
+        out = self.average if method == "minplus_average" else getattr(self, method)
+        if out is None:
+            raise ValueError(f"{method} was not computed for this face")
+        return out
 
 
 def _scores(p: perturb.Perturber, masks: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return p.embed(masks) @ target
 
 
-def minplus_face(embedder: FaceEmbedder, image: np.ndarray, target: torch.Tensor, params: RemovalParams,
-                 batch_size: int | None = None, progress: Callable[[float, str], Any] | None = None) -> MinPlusFace:  # fmt: skip
-    """The four MinPlus maps of ``image`` (the probe) against ``target`` (the gallery's
-    unit embedding)."""
-    size = int(embedder.input_size)
-    sigma, step = params.scaled(size)
-    centres = grid_centres(size, step)
-    g = blobs(size, centres, sigma)  # (K, S, S)
-    k = g.shape[0]
-    flat = g.reshape(k, -1)
-    p = perturb.Perturber(embedder, image, params.hide, params.seed, batch_size)
-    before = perturb.STATS.forward_passes
-    target = target.float().cpu()
-    total_steps = 2 * (1 + params.steps)
-    done = 0
+class _Probe:
+    """One probe against one target: its regions, its two perturbers (hiding for removal,
+    the start image for aggregation) and a cache of the parts computed, keyed by ``key``."""
 
-    def tick(msg: str) -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(min(1.0, done / total_steps), msg)
+    def __init__(self, embedder: FaceEmbedder, image: np.ndarray, target: torch.Tensor, score: float, params: RemovalParams,
+                 batch_size: int | None, key: str) -> None:  # fmt: skip
+        self.size = size = int(embedder.input_size)
+        self.sigma, step = params.scaled(size)
+        self.ksize = params.kernel_size(size)
+        self.centres = grid_centres(size, step, image)
+        self.g = blobs(size, self.centres, self.sigma)
+        self.params, self.target, self.score, self.key = params, target.float().cpu(), score, key
+        self.remove = perturb.Perturber(embedder, image, params.hide, params.seed, batch_size)
+        self.show = perturb.Perturber(embedder, image, params.start_fill(), params.seed, batch_size)
 
-    # scores of the intact and the fully hidden image
-    base = _scores(p, torch.stack([torch.zeros(size, size), torch.ones(size, size)]), target)
-    s_full, s_hidden = float(base[0]), float(base[1])
+    def cached(self, part: str, compute: Callable[[], Any]) -> Any:
+        p = self.params
+        knobs = (p.region_size, p.grid_step, p.hide) if part.endswith("removal") else (p.region_size, p.grid_step, p.start_fill(), p.seed)
+        if part.startswith("greedy"):
+            knobs += (p.steps, p.stop_score)
+        key = perturb.digest("minplus-part", part, self.key, *knobs)
+        value = perturb.CACHE.get(key)
+        if value is None:
+            value = compute()
+            perturb.CACHE.put(key, value)
+        else:
+            perturb.STATS.cache_hits += 1
+        return value
+
+    def heat(self, credits: torch.Tensor | np.ndarray) -> np.ndarray:
+        return spread(credits, self.centres, self.size, self.sigma, self.ksize).astype(np.float32)
 
     # -- removal: visible fraction v; hidden mask 1 - v ---------------------------------
-    single_rm = _scores(p, g, target)  # region k hidden alone
-    tick("single removal")
-    d0 = s_full - single_rm
-    h_single_rm = (d0.double() @ flat.double()).reshape(size, size)
-    h_greedy_rm = torch.zeros(size * size, dtype=torch.float64)
-    v = torch.ones(size, size)
-    s_prev = s_full
-    path_rm: list[tuple[int, int, float]] = []
-    cand_scores = single_rm
-    for t in range(params.steps):
-        if s_prev <= params.stop_score:
-            break
-        alive = v[centres[:, 0], centres[:, 1]] > ALIVE
-        if not bool(alive.any()):
-            break
-        if t > 0:
-            idx = torch.nonzero(alive).squeeze(1)
-            hidden = 1 - v[None] * (1 - g[idx])
-            cand_scores = torch.full((k,), float("inf"))
-            cand_scores[idx] = _scores(p, hidden, target)
-        else:
-            cand_scores = torch.where(alive, cand_scores, torch.tensor(float("inf")))
-        j = int(torch.argmin(cand_scores))
-        s_t = float(cand_scores[j])
-        h_greedy_rm += (s_prev - s_t) * flat[j].double()
-        v = v * (1 - g[j])
-        path_rm.append((int(centres[j, 0]), int(centres[j, 1]), s_t))
-        s_prev = s_t
-        tick(f"greedy removal step {t + 1}")
+    def single_removal(self) -> torch.Tensor:
+        """s(A with region k hidden) for every region k."""
+        return self.cached("single_removal", lambda: _scores(self.remove, self.g, self.target))
+
+    def greedy_removal(self) -> tuple[torch.Tensor, list[tuple[int, int, float]]]:
+        def run() -> tuple[torch.Tensor, list[tuple[int, int, float]]]:
+            g, centres, k = self.g, self.centres, len(self.centres)
+            credits = torch.zeros(k, dtype=torch.float64)
+            v = torch.ones(self.size, self.size)
+            s_prev, path = self.score, []
+            cand_scores = self.single_removal()
+            for t in range(self.params.steps):
+                if s_prev <= self.params.stop_score:
+                    break
+                alive = v[centres[:, 0], centres[:, 1]] > ALIVE
+                if not bool(alive.any()):
+                    break
+                if t > 0:
+                    idx = torch.nonzero(alive).squeeze(1)
+                    cand_scores = torch.full((k,), float("inf"))
+                    cand_scores[idx] = _scores(self.remove, 1 - v[None] * (1 - g[idx]), self.target)
+                else:
+                    cand_scores = torch.where(alive, cand_scores, torch.tensor(float("inf")))
+                j = int(torch.argmin(cand_scores))
+                s_t = float(cand_scores[j])
+                credits[j] += s_prev - s_t
+                v = v * (1 - g[j])
+                path.append((int(centres[j, 0]), int(centres[j, 1]), s_t))
+                s_prev = s_t
+            return credits, path
+
+        return self.cached("greedy_removal", run)
 
     # -- aggregation: shown fraction u; hidden mask 1 - u --------------------------------
-    single_ag = _scores(p, 1 - g, target)  # only region k shown
-    tick("single aggregation")
-    h_single_ag = ((single_ag - s_hidden).double() @ flat.double()).reshape(size, size)
-    h_greedy_ag = torch.zeros(size * size, dtype=torch.float64)
-    u = torch.zeros(size, size)
-    s_prev = s_hidden
-    path_ag: list[tuple[int, int, float]] = []
-    cand_scores = single_ag
-    for t in range(params.steps):
-        if s_full - s_prev <= params.stop_score:
-            break
-        if t > 0:
-            shown = 1 - (1 - u[None]) * (1 - g)
-            cand_scores = _scores(p, 1 - shown, target)
-        j = int(torch.argmax(cand_scores))
-        s_t = float(cand_scores[j])
-        h_greedy_ag += (s_t - s_prev) * flat[j].double()
-        u = 1 - (1 - u) * (1 - g[j])
-        path_ag.append((int(centres[j, 0]), int(centres[j, 1]), s_t))
-        s_prev = s_t
-        tick(f"greedy aggregation step {t + 1}")
+    def single_aggregation(self) -> tuple[float, torch.Tensor]:
+        """(s(start image), s(only region k shown) for every region k)."""
 
-    def as_map(h: torch.Tensor) -> np.ndarray:
-        return h.reshape(size, size).numpy().astype(np.float32)
+        def run() -> tuple[float, torch.Tensor]:
+            s_hidden = float(_scores(self.show, torch.ones(1, self.size, self.size), self.target)[0])
+            return s_hidden, _scores(self.show, 1 - self.g, self.target)
 
-    return MinPlusFace(
-        single_removal=as_map(h_single_rm), greedy_removal=as_map(h_greedy_rm),
-        single_aggregation=as_map(h_single_ag), greedy_aggregation=as_map(h_greedy_ag),
-        score=s_full, hidden_score=s_hidden, removal_path=path_rm, aggregation_path=path_ag,
-        forward_passes=perturb.STATS.forward_passes - before,
-    )  # fmt: skip
+        return self.cached("single_aggregation", run)
+
+    def greedy_aggregation(self) -> tuple[torch.Tensor, list[tuple[int, int, float]]]:
+        def run() -> tuple[torch.Tensor, list[tuple[int, int, float]]]:
+            g, centres = self.g, self.centres
+            s_prev, cand_scores = self.single_aggregation()
+            credits = torch.zeros(len(centres), dtype=torch.float64)
+            u = torch.zeros(self.size, self.size)
+            path = []
+            for t in range(self.params.steps):
+                if self.score - s_prev <= self.params.stop_score:
+                    break
+                if t > 0:
+                    cand_scores = _scores(self.show, (1 - u[None]) * (1 - g), self.target)
+                j = int(torch.argmax(cand_scores))
+                s_t = float(cand_scores[j])
+                credits[j] += s_t - s_prev
+                u = 1 - (1 - u) * (1 - g[j])
+                path.append((int(centres[j, 0]), int(centres[j, 1]), s_t))
+                s_prev = s_t
+            return credits, path
+
+        return self.cached("greedy_aggregation", run)
+
+
+def minplus_face(embedder: FaceEmbedder, image: np.ndarray, target: torch.Tensor, params: RemovalParams, batch_size: int | None = None,
+                 progress: Callable[[float, str], Any] | None = None, parts: Sequence[str] = PARTS, score: float | None = None,
+                 key: str | None = None) -> MinPlusFace:  # fmt: skip
+    """The MinPlus maps in ``parts`` of ``image`` (the probe) against ``target`` (the
+    gallery's unit embedding). ``score`` is s(A) when known (else one forward pass);
+    ``key`` names the probe and target for the cache of parts (else their digests)."""
+    before = perturb.STATS.forward_passes
+    if score is None:
+        score = float(perturb.embed_faces(embedder, [image], batch_size)[0] @ target.float().cpu())
+    probe = _Probe(embedder, image, target, score, params, batch_size, key or perturb.digest(perturb.model_key(embedder), image, target))
+    maps: dict[str, np.ndarray | None] = dict.fromkeys(PARTS)
+    paths: dict[str, list] = {"greedy_removal": [], "greedy_aggregation": []}
+    hidden = None
+    for i, part in enumerate(p for p in PARTS if p in parts):
+        if progress is not None:
+            progress(i / len(parts), part.replace("_", " "))
+        if part == "single_removal":
+            maps[part] = probe.heat(score - probe.single_removal())
+        elif part == "single_aggregation":
+            hidden, shown = probe.single_aggregation()
+            maps[part] = probe.heat(shown - hidden)
+        else:
+            credits, paths[part] = getattr(probe, part)()
+            maps[part] = probe.heat(credits)
+    if progress is not None:
+        progress(1.0, "done")
+    if hidden is None and any(p.endswith("aggregation") for p in parts):
+        hidden = probe.single_aggregation()[0]
+    return MinPlusFace(**maps, score=score, hidden_score=hidden, removal_path=paths["greedy_removal"],  # type: ignore[arg-type]
+                       aggregation_path=paths["greedy_aggregation"], forward_passes=perturb.STATS.forward_passes - before,
+                       regions=len(probe.centres))  # fmt: skip
 
 
 def minplus_pair(pair: FacePair, embedder: FaceEmbedder, params: RemovalParams | None = None, batch_size: int | None = None,
-                 progress: Callable[[float, str], Any] | None = None) -> tuple[MinPlusFace, MinPlusFace]:  # fmt: skip
-    """MinPlus maps of face a against b and of b against a (cached)."""
+                 progress: Callable[[float, str], Any] | None = None, parts: Sequence[str] = PARTS) -> tuple[MinPlusFace, MinPlusFace]:  # fmt: skip
+    """The MinPlus maps in ``parts`` of face a against b and of b against a (cached, the
+    pair and each part)."""
     params = params or RemovalParams()
+    parts = tuple(p for p in PARTS if p in parts)
     size = int(embedder.input_size)
     mk = perturb.model_key(embedder)
     imgs = [perturb.crop_at_input_size(f.image, size) for f in pair]
-    key = perturb.digest("minplus", mk, imgs[0], imgs[1], params.to_dict())
+    key = perturb.digest("minplus", mk, imgs[0], imgs[1], params.to_dict(), parts)
     cached = perturb.CACHE.get(key)
     if cached is not None:
         perturb.STATS.cache_hits += 1
         return cached
-    ref = perturb.embed_faces(embedder, imgs, batch_size)
+    ref_key = perturb.digest("minplus-ref", mk, imgs[0], imgs[1])
+    ref = perturb.CACHE.get(ref_key)
+    if ref is None:
+        ref = perturb.embed_faces(embedder, imgs, batch_size)
+        perturb.CACHE.put(ref_key, ref)
+    score = float(ref[0] @ ref[1])
 
     def sub(lo: float) -> Callable[[float, str], Any] | None:
         if progress is None:
             return None
         return lambda f, msg: progress(lo + f / 2, msg)
 
-    a = minplus_face(embedder, imgs[0], ref[1], params, batch_size, sub(0.0))
-    b = minplus_face(embedder, imgs[1], ref[0], params, batch_size, sub(0.5))
+    a = minplus_face(embedder, imgs[0], ref[1], params, batch_size, sub(0.0), parts, score, perturb.digest(ref_key, "a"))
+    b = minplus_face(embedder, imgs[1], ref[0], params, batch_size, sub(0.5), parts, score, perturb.digest(ref_key, "b"))
     perturb.CACHE.put(key, (a, b))
     return a, b
 
 
-def forward_passes(input_size: int, **knobs: Any) -> tuple[str, int]:
-    """(share key, upper bound of forward passes) for the five maps of one pair; greedy
-    searches that stop early cost less."""
+def forward_passes(method: str, input_size: int, **knobs: Any) -> dict[str, int]:
+    """Forward passes of ``method`` on one pair, as ``{share key: n}`` of the parts it
+    needs (the registry counts a part shared by several methods once); greedy searches
+    that stop early cost less, and centres on black pixels are not counted off."""
     p = RemovalParams.from_knobs(**knobs)
     sigma, step = p.scaled(input_size)
     k = len(grid_centres(input_size, step))
-    per_face = 2 + k + max(0, p.steps - 1) * k + k + max(0, p.steps - 1) * k
-    return perturb.digest("minplus", sigma, step, p.steps, p.hide, p.seed), 2 + 2 * per_face
+    single = {"single_removal": k, "single_aggregation": k + 1}
+    common = (sigma, step, p.hide)
+    out = {perturb.digest("minplus-ref"): 2}
+    for part in {q for m in NEEDS[method] for q in (m, m.replace("greedy", "single"))}:
+        knobs_key = common + ((p.start_fill(), p.seed) if part.endswith("aggregation") else ())
+        if part.startswith("greedy"):
+            out[perturb.digest("minplus", part, *knobs_key, p.steps, p.stop_score)] = 2 * max(0, p.steps - 1) * k
+        else:
+            out[perturb.digest("minplus", part, *knobs_key)] = 2 * single[part]
+    return out
 
 
 class RemovalExplainer:
@@ -293,26 +401,30 @@ class RemovalExplainer:
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
         params = RemovalParams.from_knobs(**knobs)
         before = perturb.STATS.forward_passes
-        a, b = minplus_pair(pair, embedder, params, knobs.get("batch_size"), knobs.get("progress"))
+        a, b = minplus_pair(pair, embedder, params, knobs.get("batch_size"), knobs.get("progress"), NEEDS[self.name])
         maps = [a.get(self.name), b.get(self.name)]
         sigma, step = params.scaled(int(embedder.input_size))
         scores = {
             "mean_map_a": float(maps[0].mean()),
             "mean_map_b": float(maps[1].mean()),
             "similarity": a.score,
-            "hidden_similarity_a": a.hidden_score,
-            "hidden_similarity_b": b.hidden_score,
             "forward_passes": float(perturb.STATS.forward_passes - before),
         }
+        uses_start = any(p.endswith("aggregation") for p in NEEDS[self.name])
+        if uses_start:
+            scores |= {"hidden_similarity_a": a.hidden_score, "hidden_similarity_b": b.hidden_score}
         extras: dict[str, Any] = {
             "params": params.to_dict(), "preset": params.preset,
-            "scaled": {"sigma": sigma, "grid_step": step, "regions": len(grid_centres(int(embedder.input_size), step))},
+            "scaled": {"sigma": sigma, "grid_step": step, "kernel": params.kernel_size(int(embedder.input_size)),
+                       "regions": [a.regions, b.regions]},
             "units": "change of cosine similarity, spread over Gaussian regions (peak 1)",
             "meaning": "positive: the region supports the similarity of the pair; negative: it works against it",
         }  # fmt: skip
-        if self.name.startswith("greedy_removal") or self.name == "minplus_average":
+        if uses_start:  # what aggregation started from, and its seed (also in params), for the report
+            extras["start"] = {"image": params.start_fill(), "seed": params.seed}
+        if "greedy_removal" in NEEDS[self.name]:
             extras["removal_path"] = [a.removal_path, b.removal_path]
-        if self.name.startswith("greedy_aggregation") or self.name == "minplus_average":
+        if "greedy_aggregation" in NEEDS[self.name]:
             extras["aggregation_path"] = [a.aggregation_path, b.aggregation_path]
         return Explanation(method=self.name, label=self.label, maps=maps, signed=True, scores=scores, extras=extras)
 

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cancel import check_cancelled
 from ..errors import MethodRequirementError
 
 log = logging.getLogger(__name__)
@@ -260,6 +261,7 @@ def instrument(spec: ViTSpec) -> Iterator[Trace]:
     try:
         for parts, rec in zip(spec.blocks, trace.blocks, strict=True):
             name = "q_x" if parts.kind == "mha" else "x"
+            handles.append(parts.block.register_forward_pre_hook(lambda m, a: check_cancelled()))  # a cancel stops within a block
             handles.append(parts.block.register_forward_pre_hook(save(rec, "x0", lambda a, k, o, n=name: _first(a, k, n)), with_kwargs=True))
             handles.append(parts.block.register_forward_hook(save(rec, "x2", lambda a, k, o: o), with_kwargs=True))
             handles.append(parts.norm2.register_forward_pre_hook(save(rec, "x1", lambda a, k, o: _first(a, k, "input")), with_kwargs=True))
@@ -454,15 +456,24 @@ def attention_maps(
     method: str,
     target: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
     spec: ViTSpec | None = None,
+    start_layer: int = 0,
 ) -> AttentionResult:
     """Patch-grid maps ``(B, gh, gw)`` of ``method`` (one of ``METHODS``) for the batch ``x``
     of preprocessed images; ``target`` (``cosine_target`` or ``class_target``) is needed by
-    the two LRP methods. The model's output must be the ViT's output."""
+    the two LRP methods. The model's output must be the ViT's output.
+
+    ``start_layer``: the product runs over blocks ``start_layer`` to the last, as the
+    ``start_layer`` of Chefer et al.'s ``generate_LRP`` / ``generate_rollout``. 0 (all
+    blocks) is the paper's equation and their API's default; their benchmark scripts use 1.
+    Relevance is not propagated below the start block (nothing there is used)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method != "rollout" and target is None:
         raise ValueError(f"{method} needs a target (cosine_target or class_target)")
     spec = spec or find_vit(model)
+    if not 0 <= int(start_layer) < len(spec.blocks):
+        raise ValueError(f"start_layer must be in 0..{len(spec.blocks) - 1} for this ViT of {len(spec.blocks)} blocks, got {start_layer}")
+    start_layer = int(start_layer)
     grads = method == "vit_lrp"
     with instrument(spec) as trace, torch.enable_grad() if grads else torch.no_grad():
         inp = x.detach().requires_grad_(True) if grads else x
@@ -481,12 +492,13 @@ def attention_maps(
     with torch.no_grad():
         n_tokens = trace.blocks[0].attn.shape[-1]
         if method == "rollout":
-            joint = rollout([bt.attn.detach().mean(1) for bt in trace.blocks], normalise_rows=True)
+            joint = rollout([bt.attn.detach().mean(1) for bt in trace.blocks[start_layer:]], normalise_rows=True)
         else:
             r = head_relprop(start.detach().to(out.dtype), spec, trace, n_tokens)
             cams: list[torch.Tensor] = []
-            for i in range(len(spec.blocks) - 1, -1, -1):
-                r, r_attn = block_relprop(r, spec.blocks[i], _detached(trace.blocks[i]), to_input=i > 0)
+            for i in range(len(spec.blocks) - 1, start_layer - 1, -1):
+                check_cancelled()
+                r, r_attn = block_relprop(r, spec.blocks[i], _detached(trace.blocks[i]), to_input=i > start_layer)
                 cam = r_attn * attn_grads[i] if grads else r_attn
                 cams.append(cam.clamp(min=0).mean(1))
             joint = rollout(cams[::-1], normalise_rows=False)

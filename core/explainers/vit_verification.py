@@ -222,11 +222,12 @@ class ViTExplainer:
         faces = [crop_at_input_size(f.image, size) for f in pair]
         x = embedder.preprocess(faces)
         spec = find_vit(module)
-        res = attention_maps(module, x, self.attention, cosine_target(lambda out: out.flip(0)), spec=spec)
+        start_layer = int(knobs.get("start_layer") or 0)
+        res = attention_maps(module, x, self.attention, cosine_target(lambda out: out.flip(0)), spec=spec, start_layer=start_layer)
         maps = to_image(res.maps, size).cpu().numpy()
         embeddings = F.normalize(res.outputs.float(), dim=1).cpu().numpy()
         similarity = float(embeddings[0] @ embeddings[1])
-        extras: dict[str, Any] = {"attention": self.attention, "grid": [g for g in res.maps.cpu().numpy()],
+        extras: dict[str, Any] = {"attention": self.attention, "start_layer": start_layer, "grid": [g for g in res.maps.cpu().numpy()],
                                   "grid_size": list(res.maps.shape[1:]), "attention_maps": list(maps)}  # fmt: skip
         scores = {"similarity": similarity}
         if heatmap == "attention":

@@ -45,10 +45,15 @@ def test_explainer_contract(name, toy, toy_pair):
 def test_cost_counts_shared_embeddings_once():
     cost = forward_passes(["xmap1", "xmap2", "xmap3", "single_removal", "minplus_average"], 112, preset="fast")
     assert cost["xmap1"] > 0 and cost["xmap2"] == 0 and cost["xmap3"] == 0
-    assert cost["single_removal"] > 0 and cost["minplus_average"] == 0
-    assert cost["total"] == cost["xmap1"] + cost["single_removal"]
+    # single removal needs one pass per region and face (6 x 6 regions at the fast preset) plus the two faces;
+    # the average needs the rest of the family and does not pay for single removal again
+    assert cost["single_removal"] == 2 * 36 + 2
+    assert cost["single_removal"] + cost["minplus_average"] == forward_passes(["minplus_average"], 112, preset="fast")["total"]
+    assert cost["total"] == cost["xmap1"] + cost["single_removal"] + cost["minplus_average"]
     full = forward_passes(["xmap3"], 112)
-    assert full["xmap3"] == 2 * (22 * 22 + 21 * 21 + 18 * 18) + 2  # p = 7, 14, 28 with s = 5, edges included
+    assert full["xmap3"] == 2 * (22 * 22 + 21 * 21 + 18 * 18) + 2  # p = 7, 14, 28 (8, 15, 29 px hidden) with s = 5, edges included
+    # at the full preset single removal costs a few hundred passes per face (15 x 15 regions), not the family's 18,006
+    assert forward_passes(["single_removal"], 112, preset="full")["total"] == 2 * 225 + 2
 
 
 GRADIENT = [n for n in explainer_names() if "gradients" in explainer_spec(n).requires and "vit" not in explainer_spec(n).requires]
