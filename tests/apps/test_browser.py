@@ -4,6 +4,7 @@ downloaded browser) against ``python app.py`` served on a free loopback port.
 - Two real faces -> Compare -> the decision text, the aligned crops and the default
   method's map appear; a full-page screenshot is saved (under pytest's ``tmp_path``, and
   copied to the folder ``XFV_SCREENSHOTS`` names, if set).
+- The Explore tab runs an uploaded .zip; rows naming files outside it get "not in your upload".
 - A text file named ``notes.jpg`` reaches the server, which refuses it with
   ``core.io.load_image``'s sentence in an error toast; a ``notes.txt`` is refused by
   Gradio's browser side before any upload.
@@ -198,3 +199,33 @@ def test_browser_refuses_a_txt_file_before_uploading(page, tmp_path):
     assert "invalid file type" in text.lower() and "image" in text.lower(), text
     # Nothing was taken: the upload area is still empty.
     assert page.locator("#photo_a img").count() == 0
+
+
+@pytest.mark.needs_data
+def test_browser_explore_runs_an_uploaded_zip_and_reads_nothing_else(page, tmp_path):
+    """The Explore tab as a user meets it: one .zip of a pairs CSV and its photos; the rows
+    naming /etc/passwd and ../secret.jpg get "not in your upload", the others are compared."""
+    import zipfile
+
+    from ..conftest import DEEPFACE
+
+    archive = tmp_path / "batch.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("pairs.csv", "file_x,file_y,same\nimg5.jpg,img10.jpg,1\n/etc/passwd,img5.jpg,0\n../secret.jpg,img5.jpg,1\n")
+        for name in ("img5.jpg", "img10.jpg"):
+            z.write(DEEPFACE / name, name)
+    page.get_by_role("tab", name="Explore").click()
+    assert page.get_by_label("...or a CSV or folder on this server").count() == 0  # no server paths on a public app
+    page.locator("#explore_upload input[type=file]").set_input_files(str(archive))
+    page.locator("#explore_upload").get_by_text("batch.zip").first.wait_for()
+    page.click("#explore_run")
+    page.locator("#explore_summary").get_by_text("3").first.wait_for(timeout=COMPARE_TIMEOUT_MS)
+    sync_api.expect(page.locator("#explore_summary")).to_contain_text("1 compared, 2 failed", timeout=COMPARE_TIMEOUT_MS)
+    table = page.locator("#explore_table")
+    sync_api.expect(table).to_contain_text("/etc/passwd: not in your upload")
+    sync_api.expect(table).to_contain_text("../secret.jpg: not in your upload")
+    page.screenshot(path=str(tmp_path / "explore_tab.png"), full_page=True)
+    if os.environ.get("XFV_SCREENSHOTS"):
+        out = Path(os.environ["XFV_SCREENSHOTS"])
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "explore_tab.png", out / "explore_tab.png")
