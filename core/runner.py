@@ -20,6 +20,7 @@ from .faces.align import align_face
 from .faces.detect import FaceDetector
 from .io import ImageInput, load_image
 from .registry import DEFAULT_MODEL, explainer_spec, get_embedder
+from .report import input_record, is_stream
 from .types import AlignedFace, Explanation, FaceEmbedder, FacePair, PairResult
 from .verify.calibration import Calibration, load_calibration
 
@@ -135,8 +136,11 @@ class Runner:
         pair = FacePair(self.prepare(a, _name(a, "the first image"), size), self.prepare(b, _name(b, "the second image"), size))
         return [self._run_method(m, pair, frozenset(), dict(knobs), model_free=True) for m in free]
 
-    def prepare_pair(self, a: ImageInput | AlignedFace, b: ImageInput | AlignedFace) -> FacePair:
-        return FacePair(self.prepare(a, _name(a, "the first image")), self.prepare(b, _name(b, "the second image")))
+    def prepare_pair(self, a: ImageInput | AlignedFace, b: ImageInput | AlignedFace, names: tuple[str, str] | None = None) -> FacePair:
+        """Both faces; ``names`` are what messages call the two images (default: their paths,
+        else "the first image" and "the second image")."""
+        na, nb = names or (_name(a, "the first image"), _name(b, "the second image"))
+        return FacePair(self.prepare(a, na), self.prepare(b, nb))
 
     @torch.no_grad()
     def embed(self, faces: Sequence[AlignedFace], batch_size: int | None = None) -> np.ndarray:
@@ -161,19 +165,25 @@ class Runner:
         methods: Iterable[str] = (),
         progress: Callable[[float, str], Any] | None = None,
         embeddings: tuple[np.ndarray, np.ndarray] | None = None,
+        names: tuple[str, str] | None = None,
         **knobs: Any,
     ) -> PairResult:
         """Verify the pair, then run each explanation method; a failing method fills its
         ``Explanation.error`` and the others still run. ``embeddings``: the two faces'
-        unit embeddings when already computed (a batch embeds each photo once)."""
+        unit embeddings when already computed (a batch embeds each photo once); ``names``:
+        what messages and notes call the two images (e.g. the page's "photo A", "photo B").
+        ``params["inputs"]`` records each input's file name and SHA-256 (``input_record``)."""
         methods = list(methods)  # may be a one-shot iterable
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         emb = self.embedder  # a missing model is reported before any image work
         timings["load_model"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        pair = a if isinstance(a, FacePair) else self.prepare_pair(a, b)  # type: ignore[arg-type]
+        sources = list(a) if isinstance(a, FacePair) else [a, b]
+        streams = [input_record(x) if is_stream(x) else None for x in sources]  # read before loading consumes them
+        pair = a if isinstance(a, FacePair) else self.prepare_pair(a, b, names)  # type: ignore[arg-type]
         timings["detect_align"] = time.perf_counter() - t0
+        inputs = [rec if rec is not None else input_record(x) for rec, x in zip(streams, sources, strict=True)]
         t0 = time.perf_counter()
         ea, eb = self.embed([pair.a, pair.b]) if embeddings is None else (np.asarray(embeddings[0]), np.asarray(embeddings[1]))
         timings["embed"] = time.perf_counter() - t0
@@ -182,13 +192,13 @@ class Runner:
         same = sim >= thr
         cal = self.calibration if self.threshold_override is None else None
         c_score = float(cal.cscore(1.0 - sim)) if cal is not None else None
-        notes = [f"{label}: {f.note}" for label, f in zip(("first image", "second image"), pair, strict=False) if f.note]
+        notes = [f"{label}: {f.note}" for label, f in zip(names or ("first image", "second image"), pair, strict=False) if f.note]
         result = PairResult(
             pair=pair, similarity=sim, threshold=thr, same=bool(same), c_score=c_score,
             model=emb.name, weights_hash=emb.weights_hash(), notes=notes, timings=timings,
             params={"device": str(emb.device), "input_size": emb.input_size,
                     "calibration": None if cal is None else cal.source.get("data"),
-                    "methods": methods, **{k: v for k, v in knobs.items() if _jsonable(v)}},
+                    "methods": methods, **{k: v for k, v in knobs.items() if _jsonable(v)}, "inputs": inputs},
         )  # fmt: skip
         caps = model_capabilities(emb)
         if isinstance(knobs.get("gallery"), (str, Path)) and any(_needs_gallery(m) for m in methods):
@@ -225,10 +235,10 @@ class Runner:
             finally:
                 explainer.close()
         except XFVError as e:
-            return Explanation(method=name, label=name, error=str(e), runtime_s=time.perf_counter() - t0)
+            return Explanation(method=name, label=_label(name), error=str(e), runtime_s=time.perf_counter() - t0)
         except Exception as e:  # one method's bug must not hide the others
             log.exception("explanation method %s failed", name)
-            return Explanation(method=name, label=name, error=f"{type(e).__name__}: {e}", runtime_s=time.perf_counter() - t0)
+            return Explanation(method=name, label=_label(name), error=f"{type(e).__name__}: {e}", runtime_s=time.perf_counter() - t0)
         exp.runtime_s = time.perf_counter() - t0
         return exp
 
@@ -352,6 +362,14 @@ def _sub_progress(progress: Callable[[float, str], Any], start: float, width: fl
         progress(start + width * min(1.0, max(0.0, frac)), f"{method}: {message}")
 
     return report
+
+
+def _label(method: str) -> str:
+    """A method's registry label, or its key when it is not registered."""
+    try:
+        return explainer_spec(method).label
+    except XFVError:
+        return method
 
 
 def _name(src: Any, default: str) -> str:

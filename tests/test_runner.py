@@ -109,3 +109,41 @@ def test_explain_adds_region_tables_and_reports_progress(runner, obama_pair):
     assert any("first face" in t for t in exp.text) and any("second face" in t for t in exp.text)
     assert any("xmap2: occlusions" in msg for _, msg in seen)
     assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == 1.0
+
+
+def test_one_call_names_xmap1_as_the_source_of_xmap2_and_xmap3():
+    import hashlib
+
+    from core.explainers import perturb
+    from core.report import cost_words
+    from core.types import FacePair
+
+    from .explainers.conftest import RegionEmbedder, toy_face
+
+    perturb.clear_cache()
+    pair = FacePair(toy_face(), toy_face(value=250))
+    res = Runner(embedder=RegionEmbedder(), threshold=0.5).explain(pair, methods=["xmap1", "xmap2", "xmap3"], patch_sizes=(14,), stride=10)
+    x1, x2, x3 = res.explanations
+    n = int(x1.scores["forward_passes"])
+    assert n > 0 and "cached_from" not in x1.extras and cost_words(x1).startswith(f"{n} forward passes, ")
+    for e in (x2, x3):
+        assert e.ok and e.scores["forward_passes"] == 0
+        assert e.extras["cached_from"]["method"] == "xmap1" and e.extras["cached_from"]["forward_passes"] == n
+        assert cost_words(e).startswith(f"from the cache of X-Map I ({n} forward passes, ")
+    # the inputs were aligned faces: their crops are hashed, and said to be
+    assert [i["sha256"] for i in res.params["inputs"]] == [hashlib.sha256(f.image.tobytes()).hexdigest() for f in pair]
+    assert {i["of"] for i in res.params["inputs"]} == {"aligned crop"}
+    failed = Runner(embedder=RegionEmbedder(), threshold=0.5).explain(pair, methods=["vit_lrp"]).explanations[0]
+    assert not failed.ok and failed.label != "vit_lrp"  # a failed method is still named by its label
+
+
+@pytest.mark.needs_data
+def test_explain_records_each_input_file_name_and_sha256(runner):
+    import hashlib
+
+    data = (MISC / "obama2.jpg").read_bytes()
+    res = runner.explain(MISC / "obama.jpg", data)
+    a, b = res.params["inputs"]
+    assert a == {"name": "obama.jpg", "of": "file", "sha256": hashlib.sha256((MISC / "obama.jpg").read_bytes()).hexdigest()}
+    assert b["of"] == "bytes" and b["sha256"] == hashlib.sha256(data).hexdigest() and b["name"] is None
+    assert res.to_dict()["params"]["inputs"] == [a, b]

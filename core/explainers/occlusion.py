@@ -32,7 +32,9 @@ Where this differs from the paper and the authors' code (also in the README):
   there (the authors' code uses ``range(0, S - p, s)`` and never occludes the last pixels,
   which would leave those pixels without a value);
 - the occluded embeddings are computed once per face and scale and shared by the three
-  methods (the authors recompute them per method), and cached (see ``perturb.CACHE``);
+  methods (the authors recompute them per method), and cached (see ``perturb.CACHE``): a
+  method served them says which method computed them and at what cost
+  (``extras["cached_from"]``), its ``forward_passes`` score counts only what it ran;
 - when the scaled stride is even, the blur kernel is s + 1 (OpenCV needs odd kernels).
 
 The sensitivity-study knobs: ``patch_fill`` (black, grey, white, noise, mean or a value),
@@ -178,20 +180,18 @@ class OcclusionSet:
 
 
 def _occluded_embeddings(embedder: FaceEmbedder, image: np.ndarray, masks: torch.Tensor, params: XMapParams, key: str,
-                         batch_size: int | None, progress: Callable[[int, int], Any] | None) -> torch.Tensor:  # fmt: skip
-    cached = perturb.CACHE.get(key)
-    if cached is not None:
-        perturb.STATS.cache_hits += 1
-        return cached
-    p = perturb.Perturber(embedder, image, params.patch_fill, params.seed, batch_size)
-    emb = p.embed(masks, progress=progress)
-    perturb.CACHE.put(key, emb)
-    return emb
+                         batch_size: int | None, progress: Callable[[int, int], Any] | None, ledger: perturb.Ledger) -> torch.Tensor:  # fmt: skip
+    def compute() -> torch.Tensor:
+        return perturb.Perturber(embedder, image, params.patch_fill, params.seed, batch_size, ledger).embed(masks, progress=progress)
+
+    return perturb.remember(key, compute, ledger)
 
 
 def occlusion_sets(pair: FacePair, embedder: FaceEmbedder, params: XMapParams, batch_size: int | None = None,
-                   progress: Callable[[float, str], Any] | None = None) -> list[OcclusionSet]:  # fmt: skip
-    """Occluded embeddings of both faces at every scale (cached by model, image, knobs)."""
+                   progress: Callable[[float, str], Any] | None = None, ledger: perturb.Ledger | None = None) -> list[OcclusionSet]:  # fmt: skip
+    """Occluded embeddings of both faces at every scale (cached by model, image, knobs, with
+    who computed them: see ``perturb.remember``; passes and cache hits go on ``ledger``)."""
+    ledger = ledger if ledger is not None else perturb.Ledger()
     size = int(embedder.input_size)
     patches, stride, blur = params.scaled(size)
     mk = perturb.model_key(embedder)
@@ -211,7 +211,7 @@ def occlusion_sets(pair: FacePair, embedder: FaceEmbedder, params: XMapParams, b
                 if progress is not None:
                     progress((base + i) / total, f"occlusions {base + i}/{total}")
 
-            embs.append(_occluded_embeddings(embedder, im, masks, params, key, batch_size, tick))
+            embs.append(_occluded_embeddings(embedder, im, masks, params, key, batch_size, tick, ledger))
             done += masks.shape[0]
         out.append(OcclusionSet(q, masks, embs[0], embs[1]))
     return out
@@ -252,14 +252,17 @@ def smooth_normalise(s_bar: np.ndarray, stride: int) -> tuple[np.ndarray, float]
 
 
 def xmaps(pair: FacePair, embedder: FaceEmbedder, methods: Sequence[int] = METHODS, params: XMapParams | None = None,
-          batch_size: int | None = None, progress: Callable[[float, str], Any] | None = None) -> dict[int, dict[str, Any]]:  # fmt: skip
+          batch_size: int | None = None, progress: Callable[[float, str], Any] | None = None,
+          ledger: perturb.Ledger | None = None) -> dict[int, dict[str, Any]]:  # fmt: skip
     """X-Maps of both faces for each requested method from one set of occluded embeddings:
-    ``{method: {"maps": [map1, map2], "scales": [scale1, scale2], "raw": [...]}}``."""
+    ``{method: {"maps": [map1, map2], "scales": [scale1, scale2], "raw": [...]}}``. The
+    passes run and the cached embeddings served (with who computed them) go on ``ledger``."""
     params = params or XMapParams()
+    ledger = ledger if ledger is not None else perturb.Ledger()
     size = int(embedder.input_size)
     patches, stride, _ = params.scaled(size)
-    sets = occlusion_sets(pair, embedder, params, batch_size, progress)
-    e1, e2 = _references(pair, embedder, batch_size)
+    sets = occlusion_sets(pair, embedder, params, batch_size, progress, ledger)
+    e1, e2 = _references(pair, embedder, batch_size, ledger)
     d_orig = float(1 - e1 @ e2)
     out: dict[int, dict[str, Any]] = {}
     for m in methods:
@@ -279,13 +282,9 @@ def xmaps(pair: FacePair, embedder: FaceEmbedder, methods: Sequence[int] = METHO
     return out
 
 
-def _references(pair: FacePair, embedder: FaceEmbedder, batch_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    mk = perturb.model_key(embedder)
-    key = perturb.digest("reference", mk, pair.a.image, pair.b.image)
-    ref = perturb.CACHE.get(key)
-    if ref is None:
-        ref = perturb.embed_faces(embedder, [pair.a.image, pair.b.image], batch_size)
-        perturb.CACHE.put(key, ref)
+def _references(pair: FacePair, embedder: FaceEmbedder, batch_size: int | None, ledger: perturb.Ledger) -> tuple[torch.Tensor, torch.Tensor]:
+    key = perturb.digest("reference", perturb.model_key(embedder), pair.a.image, pair.b.image)
+    ref = perturb.remember(key, lambda: perturb.embed_faces(embedder, [pair.a.image, pair.b.image], batch_size, ledger), ledger)
     return ref[0], ref[1]
 
 
@@ -313,18 +312,17 @@ class XMapExplainer:
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
         params = XMapParams.from_knobs(**knobs)
-        progress = knobs.get("progress")
-        before = perturb.STATS.forward_passes
-        res = xmaps(pair, embedder, (self.method,), params, knobs.get("batch_size"), progress)[self.method]
+        ledger = perturb.Ledger(self.name, self.label)
+        res = xmaps(pair, embedder, (self.method,), params, knobs.get("batch_size"), knobs.get("progress"), ledger)[self.method]
         patches, stride, blur = params.scaled(int(embedder.input_size))
         maps = res["maps"]
         scores = {
             "mean_map_a": float(maps[0].mean()),
             "mean_map_b": float(maps[1].mean()),
-            "forward_passes": float(perturb.STATS.forward_passes - before),
+            "forward_passes": float(ledger.forward_passes),  # run by this call; see extras["cached_from"] for the rest
             "distance": res["d_orig"],
         }
-        return Explanation(
+        exp = Explanation(
             method=self.name, label=self.label, maps=maps, signed=True, scores=scores,
             extras={"params": params.to_dict(), "scaled": {"patch_sizes": patches, "stride": stride, "edge_blur": blur,
                                                            "hidden_widths": [params.hidden_width(q, int(embedder.input_size)) for q in patches]},
@@ -332,6 +330,10 @@ class XMapExplainer:
                     "meaning": "positive (green): hiding the region increases the distance, so it makes the faces similar; "
                                "negative (red): hiding it brings them closer, so it makes them look different"},
         )  # fmt: skip
+        cached = ledger.cached_from()
+        if cached is not None:  # embeddings computed by another call (e.g. X-Map I for X-Map II): whose, at what cost
+            exp.extras["cached_from"] = cached
+        return exp
 
     def close(self) -> None:
         pass

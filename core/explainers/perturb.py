@@ -10,7 +10,11 @@ any other embedder the images are composed in pixel space, rounded to uint8 and 
 through its ``preprocess``.
 
 Forward passes are counted (``STATS``) so the API, the benchmark and the UI can say what a
-set of methods costs.
+set of methods costs. Each cached value also keeps its provenance: which method computed it,
+with how many forward passes and in how long (``Provenance``); an explainer call keeps a
+``Ledger`` of the passes it ran and of the cached values it was served, so a map made from
+another method's embeddings says whose they are and what they cost
+(``Explanation.extras["cached_from"]``).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -49,15 +54,105 @@ class ForwardStats:
 
 
 STATS = ForwardStats()
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who computed one cached value and what computing it cost (its own passes and time,
+    not those of the cached values it was built from: those have their own records)."""
+
+    key: str  # the cache key of the value
+    method: str | None  # registry key of the explainer that computed it (None: a direct call)
+    label: str | None  # that explainer's label
+    forward_passes: int
+    runtime_s: float
+
+
+@dataclass
+class _Frame:
+    used: dict[str, Provenance] = field(default_factory=dict)  # every value the computation relied on
+    passes: int = 0  # forward passes of the values computed (and stored) within it
+    runtime_s: float = 0.0
+
+
+class Ledger:
+    """What one explainer call cost: the forward passes it ran, and the cached values it was
+    served, each with who computed it and at what cost. One per call, never shared."""
+
+    def __init__(self, method: str | None = None, label: str | None = None) -> None:
+        self.method, self.label = method, label
+        self.forward_passes = 0  # run by this call
+        self.served: dict[str, Provenance] = {}  # provenance of what came from the cache, by key
+        self.computed: dict[str, Provenance] = {}  # what this call computed and stored, by key
+        self._frames: list[_Frame] = []
+
+    def ran(self, n: int) -> None:
+        self.forward_passes += int(n)
+        STATS.forward_passes += int(n)
+
+    def cached_from(self) -> dict[str, Any] | None:
+        """``{"method", "label", "forward_passes", "runtime_s", "sources"}`` of the values
+        served from the cache (totals; ``method`` is the source with the most passes,
+        ``sources`` one entry per method), or None when nothing came from the cache."""
+        if not self.served:
+            return None
+        by: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+        for p in self.served.values():
+            row = by.setdefault((p.method, p.label), {"method": p.method, "label": p.label, "forward_passes": 0, "runtime_s": 0.0})
+            row["forward_passes"] += p.forward_passes
+            row["runtime_s"] += p.runtime_s
+        sources = sorted(by.values(), key=lambda r: (-r["forward_passes"], -r["runtime_s"]))
+        for r in sources:
+            r["runtime_s"] = round(r["runtime_s"], 3)
+        total_s = round(sum(p.runtime_s for p in self.served.values()), 3)
+        return {"method": sources[0]["method"], "label": sources[0]["label"], "forward_passes": sum(r["forward_passes"] for r in sources),
+                "runtime_s": total_s, "sources": sources}  # fmt: skip
+
+    def _use(self, origins: tuple[Provenance, ...]) -> None:
+        for f in self._frames:
+            f.used.update((p.key, p) for p in origins)
+
+
+def remember(key: str, compute: Callable[[], T], ledger: Ledger | None = None) -> T:
+    """The value cached under ``key``, or ``compute()`` stored with its provenance: the
+    ledger's method, the passes and time it took itself, and the provenance of every cached
+    value it was built from (so a value served later names all its sources, each once).
+    Forward passes must be counted on ``ledger`` (``Perturber(ledger=...)``)."""
+    ledger = ledger if ledger is not None else Ledger()
+    hit = CACHE.lookup(key)
+    if hit is not None:
+        value, origins = hit
+        STATS.cache_hits += 1
+        ledger.served.update((p.key, p) for p in origins if p.key not in ledger.computed)  # not what this call made
+        ledger._use(origins)
+        return value
+    frame = _Frame()
+    ledger._frames.append(frame)
+    passes0, t0 = ledger.forward_passes, time.perf_counter()
+    try:
+        value = compute()
+    finally:
+        ledger._frames.pop()
+    took, runtime = ledger.forward_passes - passes0, time.perf_counter() - t0
+    own = Provenance(key, ledger.method, ledger.label, took - frame.passes, max(0.0, runtime - frame.runtime_s))
+    CACHE.put(key, value, (own, *frame.used.values()))
+    ledger.computed[key] = own
+    ledger._use((own,))
+    for f in ledger._frames:  # the enclosing computations do not count these passes as their own
+        f.passes += own.forward_passes
+        f.runtime_s += own.runtime_s
+    return value
 
 
 class LRUCache:
     """A small thread-safe LRU keyed by strings, bounded by the number of bytes its numpy /
-    torch values hold (other values count as 1 KiB)."""
+    torch values hold (other values count as 1 KiB). Each value may carry its provenance
+    (``lookup``); ``get`` returns the value alone."""
 
     def __init__(self, max_bytes: int = 512 << 20) -> None:
         self.max_bytes = max_bytes
-        self._data: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[Any, int, tuple[Provenance, ...]]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -74,22 +169,27 @@ class LRUCache:
         return 1024
 
     def get(self, key: str) -> Any | None:
+        hit = self.lookup(key)
+        return None if hit is None else hit[0]
+
+    def lookup(self, key: str) -> tuple[Any, tuple[Provenance, ...]] | None:
+        """``(value, provenance)`` of ``key``, or None when it is not cached."""
         with self._lock:
             item = self._data.get(key)
             if item is None:
                 return None
             self._data.move_to_end(key)
-            return item[0]
+            return item[0], item[2]
 
-    def put(self, key: str, value: Any) -> None:
+    def put(self, key: str, value: Any, provenance: tuple[Provenance, ...] = ()) -> None:
         size = self._size(value)
         with self._lock:
             if key in self._data:
                 self._bytes -= self._data.pop(key)[1]
-            self._data[key] = (value, size)
+            self._data[key] = (value, size, tuple(provenance))
             self._bytes += size
             while self._bytes > self.max_bytes and len(self._data) > 1:
-                _, (_, s) = self._data.popitem(last=False)
+                _, (_, s, _) = self._data.popitem(last=False)
                 self._bytes -= s
 
     def clear(self) -> None:
@@ -205,12 +305,14 @@ class Perturber:
 
     ``embed(masks)`` takes ``(N, S, S)`` masks in [0, 1] (1 = hidden) as a float32 tensor
     or numpy array, or a callable ``masks(slice) -> tensor`` that builds them a batch at a
-    time, and returns the ``(N, D)`` L2-normalised embeddings on the CPU.
+    time, and returns the ``(N, D)`` L2-normalised embeddings on the CPU. Its forward
+    passes are counted on ``ledger`` when given (and on ``STATS``).
     """
 
     def __init__(self, embedder: FaceEmbedder, image: np.ndarray, fill: str | float | tuple = "black", seed: int = 0,
-                 batch_size: int | None = None) -> None:  # fmt: skip
+                 batch_size: int | None = None, ledger: Ledger | None = None) -> None:  # fmt: skip
         self.embedder = embedder
+        self.ledger = ledger if ledger is not None else Ledger()
         self.size = int(embedder.input_size)
         self.image = crop_at_input_size(np.asarray(image), self.size)
         self.fill = fill_image(self.image, fill, seed)
@@ -262,7 +364,7 @@ class Perturber:
         for sl in chunks(n, self.batch_size):
             out.append(self.embedder.embed(self.compose(get(sl))).float().cpu())
             done += sl.stop - sl.start
-            STATS.forward_passes += sl.stop - sl.start
+            self.ledger.ran(sl.stop - sl.start)
             if progress is not None:
                 progress(done, n)
         return torch.cat(out) if out else torch.zeros((0, self.embedder.embedding_dim))
@@ -274,11 +376,12 @@ class Perturber:
 
 
 @torch.no_grad()
-def embed_faces(embedder: FaceEmbedder, images: list[np.ndarray], batch_size: int | None = None) -> torch.Tensor:
-    """Unperturbed embeddings of crops (counted as forward passes), ``(N, D)`` on the CPU."""
+def embed_faces(embedder: FaceEmbedder, images: list[np.ndarray], batch_size: int | None = None, ledger: Ledger | None = None) -> torch.Tensor:
+    """Unperturbed embeddings of crops (counted as forward passes, on ``ledger`` when
+    given), ``(N, D)`` on the CPU."""
     size = int(embedder.input_size)
     crops = [crop_at_input_size(np.asarray(im), size) for im in images]
     bs = int(batch_size or getattr(embedder, "batch_size", 16))
     out = [F.normalize(embedder.embed(embedder.preprocess(crops[sl])).float(), dim=1).cpu() for sl in chunks(len(crops), bs)]
-    STATS.forward_passes += len(crops)
+    (ledger if ledger is not None else Ledger()).ran(len(crops))
     return torch.cat(out)

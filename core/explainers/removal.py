@@ -29,7 +29,8 @@ an aligned crop) is no region. Aggregation starts, as theirs, from near-black no
 ``seed`` (``agg_start="hide"`` starts from the hiding value instead). Maps are computed for
 the probe against the gallery face and for the gallery against the probe. Each map computes
 only what it needs (single removal: one forward pass per region and face), and the parts
-are cached, so the other maps reuse them.
+are cached, so the other maps reuse them (and say so: ``extras["cached_from"]`` names the
+method that computed a reused part and its cost).
 
 The authors' defaults are for 256 x 256 images: n_h = 161, d = 16, 20 steps (their "fast
 mode": n_h = 221, d = 48, 1 step). They are scaled here to the model's input size (n_h 71,
@@ -206,32 +207,26 @@ def _scores(p: perturb.Perturber, masks: torch.Tensor, target: torch.Tensor) -> 
 
 class _Probe:
     """One probe against one target: its regions, its two perturbers (hiding for removal,
-    the start image for aggregation) and a cache of the parts computed, keyed by ``key``."""
+    the start image for aggregation) and a cache of the parts computed, keyed by ``key``
+    (passes and cached parts served go on ``ledger``)."""
 
     def __init__(self, embedder: FaceEmbedder, image: np.ndarray, target: torch.Tensor, score: float, params: RemovalParams,
-                 batch_size: int | None, key: str) -> None:  # fmt: skip
+                 batch_size: int | None, key: str, ledger: perturb.Ledger) -> None:  # fmt: skip
         self.size = size = int(embedder.input_size)
         self.sigma, step = params.scaled(size)
         self.ksize = params.kernel_size(size)
         self.centres = grid_centres(size, step, image)
         self.g = blobs(size, self.centres, self.sigma)
-        self.params, self.target, self.score, self.key = params, target.float().cpu(), score, key
-        self.remove = perturb.Perturber(embedder, image, params.hide, params.seed, batch_size)
-        self.show = perturb.Perturber(embedder, image, params.start_fill(), params.seed, batch_size)
+        self.params, self.target, self.score, self.key, self.ledger = params, target.float().cpu(), score, key, ledger
+        self.remove = perturb.Perturber(embedder, image, params.hide, params.seed, batch_size, ledger)
+        self.show = perturb.Perturber(embedder, image, params.start_fill(), params.seed, batch_size, ledger)
 
     def cached(self, part: str, compute: Callable[[], Any]) -> Any:
         p = self.params
         knobs = (p.region_size, p.grid_step, p.hide) if part.endswith("removal") else (p.region_size, p.grid_step, p.start_fill(), p.seed)
         if part.startswith("greedy"):
             knobs += (p.steps, p.stop_score)
-        key = perturb.digest("minplus-part", part, self.key, *knobs)
-        value = perturb.CACHE.get(key)
-        if value is None:
-            value = compute()
-            perturb.CACHE.put(key, value)
-        else:
-            perturb.STATS.cache_hits += 1
-        return value
+        return perturb.remember(perturb.digest("minplus-part", part, self.key, *knobs), compute, self.ledger)
 
     def heat(self, credits: torch.Tensor | np.ndarray) -> np.ndarray:
         return spread(credits, self.centres, self.size, self.sigma, self.ksize).astype(np.float32)
@@ -305,14 +300,16 @@ class _Probe:
 
 def minplus_face(embedder: FaceEmbedder, image: np.ndarray, target: torch.Tensor, params: RemovalParams, batch_size: int | None = None,
                  progress: Callable[[float, str], Any] | None = None, parts: Sequence[str] = PARTS, score: float | None = None,
-                 key: str | None = None) -> MinPlusFace:  # fmt: skip
+                 key: str | None = None, ledger: perturb.Ledger | None = None) -> MinPlusFace:  # fmt: skip
     """The MinPlus maps in ``parts`` of ``image`` (the probe) against ``target`` (the
     gallery's unit embedding). ``score`` is s(A) when known (else one forward pass);
     ``key`` names the probe and target for the cache of parts (else their digests)."""
-    before = perturb.STATS.forward_passes
+    ledger = ledger if ledger is not None else perturb.Ledger()
+    before = ledger.forward_passes
     if score is None:
-        score = float(perturb.embed_faces(embedder, [image], batch_size)[0] @ target.float().cpu())
-    probe = _Probe(embedder, image, target, score, params, batch_size, key or perturb.digest(perturb.model_key(embedder), image, target))
+        score = float(perturb.embed_faces(embedder, [image], batch_size, ledger)[0] @ target.float().cpu())
+    key = key or perturb.digest(perturb.model_key(embedder), image, target)
+    probe = _Probe(embedder, image, target, score, params, batch_size, key, ledger)
     maps: dict[str, np.ndarray | None] = dict.fromkeys(PARTS)
     paths: dict[str, list] = {"greedy_removal": [], "greedy_aggregation": []}
     hidden = None
@@ -332,29 +329,30 @@ def minplus_face(embedder: FaceEmbedder, image: np.ndarray, target: torch.Tensor
     if hidden is None and any(p.endswith("aggregation") for p in parts):
         hidden = probe.single_aggregation()[0]
     return MinPlusFace(**maps, score=score, hidden_score=hidden, removal_path=paths["greedy_removal"],  # type: ignore[arg-type]
-                       aggregation_path=paths["greedy_aggregation"], forward_passes=perturb.STATS.forward_passes - before,
+                       aggregation_path=paths["greedy_aggregation"], forward_passes=ledger.forward_passes - before,
                        regions=len(probe.centres))  # fmt: skip
 
 
 def minplus_pair(pair: FacePair, embedder: FaceEmbedder, params: RemovalParams | None = None, batch_size: int | None = None,
-                 progress: Callable[[float, str], Any] | None = None, parts: Sequence[str] = PARTS) -> tuple[MinPlusFace, MinPlusFace]:  # fmt: skip
+                 progress: Callable[[float, str], Any] | None = None, parts: Sequence[str] = PARTS,
+                 ledger: perturb.Ledger | None = None) -> tuple[MinPlusFace, MinPlusFace]:  # fmt: skip
     """The MinPlus maps in ``parts`` of face a against b and of b against a (cached, the
-    pair and each part)."""
+    pair and each part, with who computed them; passes and parts served go on ``ledger``)."""
     params = params or RemovalParams()
+    ledger = ledger if ledger is not None else perturb.Ledger()
     parts = tuple(p for p in PARTS if p in parts)
     size = int(embedder.input_size)
     mk = perturb.model_key(embedder)
     imgs = [perturb.crop_at_input_size(f.image, size) for f in pair]
     key = perturb.digest("minplus", mk, imgs[0], imgs[1], params.to_dict(), parts)
-    cached = perturb.CACHE.get(key)
-    if cached is not None:
-        perturb.STATS.cache_hits += 1
-        return cached
-    ref_key = perturb.digest("minplus-ref", mk, imgs[0], imgs[1])
-    ref = perturb.CACHE.get(ref_key)
-    if ref is None:
-        ref = perturb.embed_faces(embedder, imgs, batch_size)
-        perturb.CACHE.put(ref_key, ref)
+    return perturb.remember(key, lambda: _minplus_pair(embedder, imgs, params, batch_size, progress, parts, ledger), ledger)
+
+
+def _minplus_pair(embedder: FaceEmbedder, imgs: list[np.ndarray], params: RemovalParams, batch_size: int | None,
+                  progress: Callable[[float, str], Any] | None, parts: tuple[str, ...],
+                  ledger: perturb.Ledger) -> tuple[MinPlusFace, MinPlusFace]:  # fmt: skip
+    ref_key = perturb.digest("minplus-ref", perturb.model_key(embedder), imgs[0], imgs[1])
+    ref = perturb.remember(ref_key, lambda: perturb.embed_faces(embedder, imgs, batch_size, ledger), ledger)
     score = float(ref[0] @ ref[1])
 
     def sub(lo: float) -> Callable[[float, str], Any] | None:
@@ -362,9 +360,8 @@ def minplus_pair(pair: FacePair, embedder: FaceEmbedder, params: RemovalParams |
             return None
         return lambda f, msg: progress(lo + f / 2, msg)
 
-    a = minplus_face(embedder, imgs[0], ref[1], params, batch_size, sub(0.0), parts, score, perturb.digest(ref_key, "a"))
-    b = minplus_face(embedder, imgs[1], ref[0], params, batch_size, sub(0.5), parts, score, perturb.digest(ref_key, "b"))
-    perturb.CACHE.put(key, (a, b))
+    a = minplus_face(embedder, imgs[0], ref[1], params, batch_size, sub(0.0), parts, score, perturb.digest(ref_key, "a"), ledger)
+    b = minplus_face(embedder, imgs[1], ref[0], params, batch_size, sub(0.5), parts, score, perturb.digest(ref_key, "b"), ledger)
     return a, b
 
 
@@ -400,15 +397,15 @@ class RemovalExplainer:
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
         params = RemovalParams.from_knobs(**knobs)
-        before = perturb.STATS.forward_passes
-        a, b = minplus_pair(pair, embedder, params, knobs.get("batch_size"), knobs.get("progress"), NEEDS[self.name])
+        ledger = perturb.Ledger(self.name, self.label)
+        a, b = minplus_pair(pair, embedder, params, knobs.get("batch_size"), knobs.get("progress"), NEEDS[self.name], ledger)
         maps = [a.get(self.name), b.get(self.name)]
         sigma, step = params.scaled(int(embedder.input_size))
         scores = {
             "mean_map_a": float(maps[0].mean()),
             "mean_map_b": float(maps[1].mean()),
             "similarity": a.score,
-            "forward_passes": float(perturb.STATS.forward_passes - before),
+            "forward_passes": float(ledger.forward_passes),  # run by this call; see extras["cached_from"] for the rest
         }
         uses_start = any(p.endswith("aggregation") for p in NEEDS[self.name])
         if uses_start:
@@ -426,6 +423,8 @@ class RemovalExplainer:
             extras["removal_path"] = [a.removal_path, b.removal_path]
         if "greedy_aggregation" in NEEDS[self.name]:
             extras["aggregation_path"] = [a.aggregation_path, b.aggregation_path]
+        if (cached := ledger.cached_from()) is not None:  # parts computed by another call: whose, at what cost
+            extras["cached_from"] = cached
         return Explanation(method=self.name, label=self.label, maps=maps, signed=True, scores=scores, extras=extras)
 
     def close(self) -> None:

@@ -164,3 +164,35 @@ def test_masks_match_algorithm_1_loop():
         for i, (y, x) in enumerate((y, x) for y in pos for x in pos):  # Algorithm 1, one patch at a time
             ref[i, y : y + stamp.shape[0], x : x + stamp.shape[0]] = stamp
         assert torch.equal(masks, ref[:, pad : pad + 40, pad : pad + 40])
+
+
+def test_cached_embeddings_name_the_method_that_computed_them_and_its_cost(toy, toy_pair):
+    """X-Map III from X-Map I's occluded embeddings runs nothing and says so: the passes
+    and time are X-Map I's; a partial reuse runs only the new scale."""
+    import time
+
+    from core.report import cost_words
+
+    knobs = {"patch_sizes": (14, 28), "stride": 10}
+    t0 = time.perf_counter()
+    x1 = occlusion.XMapExplainer(1).explain(toy_pair, toy, **knobs)
+    wall = time.perf_counter() - t0
+    _key, expected = occlusion.forward_passes(32, **knobs)
+    assert x1.scores["forward_passes"] == expected and "cached_from" not in x1.extras
+    x3 = occlusion.XMapExplainer(3).explain(toy_pair, toy, **knobs)
+    c = x3.extras["cached_from"]
+    assert x3.scores["forward_passes"] == 0  # run by this call
+    assert c["method"] == "xmap1" and c["label"] == x1.label and c["forward_passes"] == expected
+    assert 0 < c["runtime_s"] <= wall and [s["method"] for s in c["sources"]] == ["xmap1"]
+    assert cost_words(x3).startswith(f"from the cache of X-Map I ({expected} forward passes, ")
+
+    # X-Map II shares the 14 px scale (and the reference embeddings) with X-Map I, runs the 21 px one
+    p = XMapParams.from_knobs(patch_sizes=(14, 21), stride=10)
+    (q14, q21), stride, _ = p.scaled(32)
+    n = {q: 2 * occlusion.n_occlusions(32, p.hidden_width(q, 32), stride) for q in (q14, q21)}
+    x2 = occlusion.XMapExplainer(2).explain(toy_pair, toy, patch_sizes=(14, 21), stride=10)
+    assert x2.scores["forward_passes"] == n[q21] and x2.extras["cached_from"]["forward_passes"] == n[q14] + 2
+    fresh = occlusion.forward_passes(32, patch_sizes=(14, 21), stride=10)[1]
+    assert x2.scores["forward_passes"] + x2.extras["cached_from"]["forward_passes"] == fresh
+    words = cost_words(x2)
+    assert words.startswith(f"{n[q21]} forward passes, ") and f"plus from the cache of X-Map I ({n[q14] + 2} forward passes" in words

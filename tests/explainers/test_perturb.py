@@ -65,3 +65,48 @@ def test_digest_depends_on_content():
     b[0, 0] = 1
     assert perturb.digest(a, 1) == perturb.digest(a.copy(), 1) != perturb.digest(b, 1)
     assert perturb.digest(a, 1) != perturb.digest(a, 2)
+
+
+def test_remember_keeps_who_computed_a_value_and_counts_each_source_once():
+    perturb.clear_cache()
+    one = perturb.Ledger("m1", "Method one (ref)")
+
+    def inner() -> int:
+        one.ran(5)
+        return 1
+
+    def outer() -> int:
+        one.ran(3)
+        return perturb.remember("t-inner", inner, one) + 1
+
+    assert perturb.remember("t-outer", outer, one) == 2
+    assert one.forward_passes == 8 and one.cached_from() is None  # all computed by this call
+    value, origins = perturb.CACHE.lookup("t-outer")
+    assert value == 2 and perturb.CACHE.get("t-outer") == 2  # get: the bare value, as before
+    # each record holds its own passes (outer 3, inner 5), by the method that ran them
+    assert {(p.key, p.method, p.forward_passes) for p in origins} == {("t-outer", "m1", 3), ("t-inner", "m1", 5)}
+
+    two = perturb.Ledger("m2", "Two")
+    assert perturb.remember("t-outer", lambda: pytest.fail("recomputed"), two) == 2
+    assert perturb.remember("t-inner", lambda: pytest.fail("recomputed"), two) == 1  # served again: not counted twice
+    c = two.cached_from()
+    assert two.forward_passes == 0 and c["method"] == "m1" and c["label"] == "Method one (ref)" and c["forward_passes"] == 8
+    assert [s["method"] for s in c["sources"]] == ["m1"] and c["runtime_s"] >= 0
+
+    # a call reading back what it computed itself was not served from the cache
+    three = perturb.Ledger("m3")
+    perturb.remember("t-x", lambda: (three.ran(2), 7)[1], three)
+    assert perturb.remember("t-x", lambda: pytest.fail("recomputed"), three) == 7
+    assert three.cached_from() is None and three.forward_passes == 2
+    perturb.clear_cache()
+
+
+def test_a_perturber_counts_its_passes_on_its_ledger():
+    from .conftest import RegionEmbedder
+
+    ledger = perturb.Ledger("m")
+    before = perturb.STATS.forward_passes
+    p = perturb.Perturber(RegionEmbedder(), np.full((32, 32, 3), 200, np.uint8), batch_size=3, ledger=ledger)
+    p.embed(torch.zeros((7, 32, 32)))
+    perturb.embed_faces(RegionEmbedder(), [np.zeros((32, 32, 3), np.uint8)] * 2, ledger=ledger)
+    assert ledger.forward_passes == 9 and perturb.STATS.forward_passes - before == 9

@@ -121,3 +121,23 @@ def test_real_pair_removal_fast_preset(runner, obama_pair):
         assert len(face.removal_path) == 3 and len(face.aggregation_path) >= 1
         assert float(face.single_removal.mean()) > 0  # hiding parts of a genuine face lowers the similarity
         assert torch.isfinite(torch.from_numpy(face.average)).all()
+
+
+def test_parts_from_the_cache_name_their_method_and_are_counted_once(toy, toy_pair):
+    """The average after greedy removal reuses its parts (greedy removal starts from single
+    removal's scores, so both come from that call) and counts them once: its own passes plus
+    the cached ones are what the average costs from scratch."""
+    total = removal.RemovalExplainer("minplus_average").explain(toy_pair, toy, **SMALL).scores["forward_passes"]
+    perturb.clear_cache()
+    greedy = removal.RemovalExplainer("greedy_removal").explain(toy_pair, toy, **SMALL)
+    avg = removal.RemovalExplainer("minplus_average").explain(toy_pair, toy, **SMALL)
+    c = avg.extras["cached_from"]
+    assert c["method"] == "greedy_removal" and c["label"] == "Greedy removal (Mery & Morris)"
+    assert c["forward_passes"] == greedy.scores["forward_passes"] > 0
+    assert 0 < avg.scores["forward_passes"] < total and avg.scores["forward_passes"] + c["forward_passes"] == total
+    # again: the whole result from the cache, nothing run, the same total from both sources
+    again = removal.RemovalExplainer("minplus_average").explain(toy_pair, toy, **SMALL)
+    c2 = again.extras["cached_from"]
+    assert again.scores["forward_passes"] == 0 and c2["forward_passes"] == total
+    assert {s["method"]: s["forward_passes"] for s in c2["sources"]} == {"greedy_removal": greedy.scores["forward_passes"],
+                                                                       "minplus_average": avg.scores["forward_passes"]}  # fmt: skip
