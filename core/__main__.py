@@ -622,6 +622,41 @@ def cmd_pin_remote_code(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What ``fetch-weights`` fetches: the chest X-ray model and the face models with Hub weights.
+_FETCH_ALIASES = {"cbm": "cbm_clip_vit_l14"}
+
+
+def cmd_fetch_weights(args: argparse.Namespace) -> int:
+    from .models.cxr import cxr_status, fetch_cxr
+    from .models.weights import OPEN_CLIP_FACE_MODELS, download_hub_files, hub_cache, missing_hub_files, open_clip_hub_files
+
+    names = list(dict.fromkeys(_FETCH_ALIASES.get(m, m) for m in args.models))
+    if args.clip and names != ["cxr"]:
+        raise DataError("--clip names the chest X-ray CLIP: use it with `fetch-weights cxr` alone")
+    ready = True
+    for name in names:
+        if name == "cxr":
+            if args.check:
+                status = cxr_status(args.clip, head="")
+                print(f"cxr: {status.message}")
+                ready &= status.ready
+                continue
+            paths = fetch_cxr(args.clip)
+        else:
+            files = open_clip_hub_files(*OPEN_CLIP_FACE_MODELS[name])
+            command = f"python -m core fetch-weights {name}"
+            if args.check:
+                gone = missing_hub_files(files)
+                print(f"{name}: " + (f"missing {', '.join(f'{f.repo}/{f.label()}' for f in gone)}; run `{command}`" if gone else "ready"))
+                ready &= not gone
+                continue
+            paths = download_hub_files(files, f"model '{name}'", command)
+        print(f"{name}: {len(paths)} file{'s' if len(paths) != 1 else ''} ready (Hugging Face cache: {hub_cache()})")
+        for path in paths:
+            print(f"  {path}")
+    return 0 if ready else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core", description="Explainable face verification.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -838,6 +873,13 @@ def build_parser() -> argparse.ArgumentParser:
                                           "sentence per line (off by default; the rules run without it)")  # fmt: skip
     mi.add_argument("--top", type=int, default=15, help="most frequent descriptors to print (default: %(default)s)")
     mi.set_defaults(func=cmd_mine_descriptors)
+
+    fw = sub.add_parser("fetch-weights", help="download every file a model needs into the Hugging Face cache (on a machine with internet)")
+    fw.add_argument("models", nargs="+", choices=("cxr", "cbm_clip_vit_l14", "clip_vit_l14", "cbm"), metavar="MODEL",
+                    help="cxr (BiomedCLIP and its BiomedBERT text files), cbm_clip_vit_l14 (or cbm), clip_vit_l14 (CLIP ViT-L-14)")  # fmt: skip
+    fw.add_argument("--clip", help="cxr: an hf-hub:ORG/REPO or a local open_clip folder to fill (default: XFV_CXR_CLIP, else BiomedCLIP)")
+    fw.add_argument("--check", action="store_true", help="only say what is here and what is missing (exit 1 when something is)")
+    fw.set_defaults(func=cmd_fetch_weights)
 
     g = sub.add_parser("geometry-reference", help="landmark-ratio percentiles of a population of faces (the words of `geometry`)")
     g.add_argument("source", help="identities CSV (file,identity) or a folder of identity sub-folders")

@@ -20,6 +20,8 @@ inside the linearisation).
 
 Images are read with ``core.io.load_image`` (PNG, JPEG, DICOM windowed to 8 bits), resized
 on the shorter side and centre-cropped to the tower's input, normalised with its mean/std.
+``preview`` shows an upload as the diagnosis reads it (the same decoding and windowing),
+only smaller.
 """
 
 from __future__ import annotations
@@ -36,6 +38,24 @@ from .models.cbm import CLIP_MEAN, CLIP_STD
 from .models.cxr import CLASSES, CXRBottleneck
 
 TOP = 5
+PREVIEW_SIDE = 512
+
+
+def preview(src: ImageInput, max_side: int = PREVIEW_SIDE) -> np.ndarray:
+    """An upload (PNG, JPEG, DICOM, ...; a path, bytes, a stream, a PIL image or an array) as an
+    ``H x W x 3`` RGB ``uint8`` picture of at most ``max_side`` pixels on its long side:
+    decoded, and a DICOM windowed, exactly as ``diagnose`` reads it (``core.io.load_image``,
+    within its budgets), then shrunk with area interpolation (never enlarged).
+    ``InvalidImageError`` says what is wrong with a file that cannot be read."""
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1, not {max_side}")
+    image = load_image(src)
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = (max(1, min(max_side, round(w * scale))), max(1, min(max_side, round(h * scale))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def input_size(model: CXRBottleneck) -> int:

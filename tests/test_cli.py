@@ -343,3 +343,75 @@ def test_batch_resume_finishes_an_interrupted_run(tmp_path, capsys, monkeypatch)
     assert data["summary"]["n_pairs"] == 3 and data["summary"]["n_compared"] == 3
     assert main([*args, "--resume", "--methods", "cam"]) == 2 and "other settings" in capsys.readouterr().err
     assert main([*args[:-2], "--resume"]) == 2 and "--resume needs --out" in capsys.readouterr().err
+
+
+# -- fetch-weights ---------------------------------------------------------------------------
+def _fake_cache(tmp_path, monkeypatch, online: bool = False):
+    """An empty Hugging Face cache for this test; ``online``: the Hub mocked, downloads fill it."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from core.models import weights as W
+
+    from .models.test_cxr_models import REPOS, FakeHub
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.delenv("XFV_CXR_CLIP", raising=False)
+    fake = FakeHub(cache, {**REPOS, "laion/CLIP-ViT-L-14-laion2B-s32B-b82K": ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]})
+    if online:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(W, "hub_unreachable", lambda timeout=5.0: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake.hf_hub_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake.snapshot_download)
+    return cache, fake
+
+
+def test_fetch_weights_offline_is_one_error_line_listing_the_files(tmp_path, monkeypatch, capsys):
+    cache, fake = _fake_cache(tmp_path, monkeypatch)  # HF_HUB_OFFLINE=1, as in every test
+    assert main(["fetch-weights", "cxr"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert captured.out == "" and err.startswith("error: ") and err.count("\n") == 1 and fake.calls == []
+    for name in ("microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224: open_clip_config.json",
+                 "open_clip_model.safetensors or open_clip_pytorch_model.bin",
+                 "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract: config.json, vocab.txt"):  # fmt: skip
+        assert name in err
+    assert "on a machine with internet" in err and f"~/.cache/huggingface/hub folder to {cache}" in err
+
+
+def test_fetch_weights_downloads_every_file_then_the_status_is_ready(tmp_path, monkeypatch, capsys):
+    from core.models.cxr import cxr_status
+
+    cache, fake = _fake_cache(tmp_path, monkeypatch, online=True)
+    assert main(["fetch-weights", "cxr"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"cxr: 4 files ready (Hugging Face cache: {cache})") and "open_clip_pytorch_model.bin" in out and "vocab.txt" in out
+    assert {c[1] for c in fake.calls} == {
+        "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
+        "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
+    }
+    assert cxr_status(head="").ready
+    assert main(["fetch-weights", "cxr", "--check"]) == 0 and "is ready" in capsys.readouterr().out
+
+
+def test_fetch_weights_for_the_face_clip_asks_for_its_checkpoint_once(tmp_path, monkeypatch, capsys):
+    _, fake = _fake_cache(tmp_path, monkeypatch, online=True)
+    assert main(["fetch-weights", "cbm", "clip_vit_l14"]) == 0
+    assert fake.calls == [("file", "laion/CLIP-ViT-L-14-laion2B-s32B-b82K", "open_clip_model.safetensors", None)]
+    heads = [line.split(":")[0] + ":" + line.split(":")[1][:13] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert heads == ["cbm_clip_vit_l14: 1 file ready", "clip_vit_l14: 1 file ready"]
+
+
+def test_fetch_weights_check_says_what_is_missing(tmp_path, monkeypatch, capsys):
+    _fake_cache(tmp_path, monkeypatch)
+    assert main(["fetch-weights", "cxr", "clip_vit_l14", "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "cxr: The chest X-ray model (BiomedCLIP) cannot run" in out and "`python -m core fetch-weights cxr`" in out
+    assert "clip_vit_l14: missing laion/CLIP-ViT-L-14-laion2B-s32B-b82K/open_clip_model.safetensors" in out
+
+
+def test_fetch_weights_clip_is_for_cxr_only(capsys):
+    assert main(["fetch-weights", "clip_vit_l14", "--clip", "somewhere"]) == 2
+    assert "--clip" in capsys.readouterr().err

@@ -94,7 +94,9 @@ def test_cxr_command_without_weights(capsys):
     from core.__main__ import main
 
     assert main(["cxr", "x.png"]) == 2
-    assert "huggingface-cli download microsoft/BiomedCLIP" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "microsoft/BiomedCLIP" in err
+    assert "open_clip_pytorch_model.bin" in err and "`python -m core fetch-weights cxr`" in err  # the weights too, and one command
 
 
 @pytest.mark.needs_data
@@ -153,3 +155,106 @@ def test_saliency_in_supervised_mode_uses_the_head():
     logits = model.head(model.score(torch.nn.functional.normalize(model.alpha * e + (1 - model.alpha) * model.adapter(e), dim=1))[1])
     assert logit.item() == pytest.approx(logits[0, 1].item(), abs=1e-5)
     assert share.abs().sum() > 0 and share.shape == e.shape
+
+
+# -- the preview of an upload -----------------------------------------------------------------
+def _dicom_from_png(path, png, center: float, width: float) -> bytes:
+    """A 12-bit MONOCHROME2 DICOM of a real X-ray (a PNG), with a VOI window."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    from core.io import load_image
+
+    gray = (load_image(png)[..., 0].astype(np.uint16) * 16).astype(np.uint16)  # 0..4080
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID, "CR"
+    ds.Rows, ds.Columns = gray.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.WindowCenter, ds.WindowWidth = center, width
+    ds.PixelData = gray.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return gray
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize(
+    "name", ["00000001_000.png", "16747_3_1.jpg", "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm", "Fake_MONOHR1.dcm"]
+)
+def test_the_preview_is_what_the_diagnosis_reads_only_smaller(name):
+    import cv2
+
+    from core.cxr import preview
+    from core.io import load_image
+
+    full = load_image(CXR / name)
+    out = preview(CXR / name)
+    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3 and max(out.shape[:2]) <= 512
+    if max(full.shape[:2]) <= 512:
+        assert np.array_equal(out, full)
+    else:
+        assert max(out.shape[:2]) == 512 and abs(out.shape[0] / out.shape[1] - full.shape[0] / full.shape[1]) < 0.01
+        assert np.array_equal(out, cv2.resize(full, out.shape[1::-1], interpolation=cv2.INTER_AREA))
+    assert np.array_equal(preview((CXR / name).read_bytes()), out)  # an upload's bytes read the same
+    with open(CXR / name, "rb") as f:
+        assert np.array_equal(preview(f, max_side=128), preview(CXR / name, max_side=128))
+
+
+@pytest.mark.needs_data
+def test_a_dicom_preview_is_windowed_as_the_diagnosis_sees_it(tmp_path):
+    from core.cxr import prepare_cxr, preview
+    from core.io import load_image
+
+    path = tmp_path / "chest.dcm"
+    gray = _dicom_from_png(path, CXR / "h0001.png", center=2000.0, width=1000.0)
+    out = preview(path, max_side=max(gray.shape))  # no shrinking: pixel for pixel
+    assert out.shape == (*gray.shape, 3) and np.array_equal(out, load_image(path))
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    low, high = gray < 1500 - 1, gray > 2500
+    assert low.any() and high.any()
+    assert (out[low] == 0).all() and (out[high] == 255).all()  # the window, not the raw range
+    raw = np.round(gray / gray.max() * 255).astype(np.uint8)
+    assert not np.array_equal(out[..., 0], raw)
+    small = preview(path)
+    assert max(small.shape[:2]) <= 512
+    model = tiny_cxr()
+    assert np.array_equal(diagnose(model, path).image, prepare_cxr(out, 32))  # the diagnosis saw this picture
+
+
+def test_a_wide_image_keeps_its_shape_and_small_ones_stay_as_they_are():
+    from core.cxr import preview
+
+    wide = np.random.default_rng(0).integers(0, 256, (300, 1200, 3), dtype=np.uint8)
+    assert preview(wide).shape == (128, 512, 3) and preview(wide, max_side=100).shape == (25, 100, 3)
+    thin = np.zeros((2000, 3, 3), np.uint8)
+    assert preview(thin).shape == (512, 1, 3)
+    small = wide[:40, :60]
+    assert np.array_equal(preview(small), small)
+    gray16 = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16).astype(np.uint16)
+    out = preview(gray16)
+    assert out.dtype == np.uint8 and out.shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("bad", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, None, 42])
+def test_a_bad_upload_is_an_invalid_image_error(bad):
+    from core.cxr import preview
+    from core.errors import InvalidImageError
+
+    with pytest.raises(InvalidImageError):
+        preview(bad)
+
+
+def test_a_truncated_dicom_is_an_invalid_image_error(tmp_path):
+    from core.cxr import preview
+    from core.errors import InvalidImageError
+
+    data = bytes(128) + b"DICM" + b"\x02\x00\x10\x00UI" + b"\x00" * 40
+    with pytest.raises(InvalidImageError, match="DICOM"):
+        preview(data)
+    with pytest.raises(ValueError, match="max_side"):
+        preview(np.zeros((4, 4, 3), np.uint8), max_side=0)
