@@ -15,8 +15,14 @@ export GRADIO_ANALYTICS_ENABLED = False
 env:
 	@echo $(VENV)
 
+# With ../shared/data beside the clone, the demo offers its labelled pairs as examples and
+# uses its identities as SDD's gallery (an operator's own XFV_EXAMPLES / XFV_GALLERY win).
+DEMO_DATA := $(abspath ../shared/data/faces/deepface)
+
 demo:
-	$(PY) app.py
+	@if [ -d "$(DEMO_DATA)" ]; then \
+	  XFV_EXAMPLES="$${XFV_EXAMPLES:-$(DEMO_DATA)/pairs.csv}" XFV_GALLERY="$${XFV_GALLERY:-$(DEMO_DATA)/identities.csv}" $(PY) app.py; \
+	else $(PY) app.py; fi
 
 streamlit:
 	$(PY) -m streamlit run apps/streamlit_app.py

@@ -52,8 +52,11 @@ def _path(source: Any) -> str | None:
 def summary_markdown(summary: dict[str, Any], out: str | Path | None = None) -> str:
     """The batch summary as Markdown (numbers from ``core.batch.batch_summary``)."""
     s = summary
-    acc = "n/a (no labelled pair)" if s["accuracy"] is None else f"**{s['accuracy']:.1%}** ({s['n_correct']} of {s['n_labelled']} labelled pairs)"
-    cs = "n/a (no calibration)" if s["mean_c_score"] is None else f"{s['mean_c_score']:.3f}"
+    none = "n/a (no pair could be compared)" if not s["n_compared"] else None  # not "no label" or "no calibration": untrue then
+    acc = none or (
+        "n/a (no labelled pair)" if s["accuracy"] is None else f"**{s['accuracy']:.1%}** ({s['n_correct']} of {s['n_labelled']} labelled pairs)"
+    )
+    cs = none or ("n/a (no calibration)" if s["mean_c_score"] is None else f"{s['mean_c_score']:.3f}")
     lines = [
         f"- **{s['n_pairs']}** pairs: {s['n_compared']} compared, {s['n_errors']} failed (see the *error* column)",
         f"- decisions: {s['n_same']} same person, {s['n_different']} different people",
@@ -224,4 +227,5 @@ def explore_view(out_dir: Any, index: Any) -> dict[str, Any]:
         "panels": panels,
         "words": "\n\n".join(words),
         "row": row,
+        "result": view.result,
     }

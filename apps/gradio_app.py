@@ -1,7 +1,7 @@
 """The Gradio app: a face-verification tab (two photos -> decision, C-Score, aligned crops,
-one panel per chosen explanation method, the region table, the concepts chart), a chest
-X-ray tab, questions about the last result, an explorer for a whole pairs file, and the
-audit report.
+the method grid with its legend and viewer, the region table, the concepts chart), a chest
+X-ray tab, questions about the last result, an explorer for a whole pairs file
+(``apps.gradio_explore``), and the audit report.
 
 Layout and wiring only: every computation is a ``core`` call made by the handlers of
 ``apps.handlers`` (shared with the Streamlit app), which are tested without a browser;
@@ -11,15 +11,30 @@ batches) shares one queue with one slot (``concurrency_id="model"``).
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
+from apps.gradio_explore import explore_tab
+from apps.gradio_parts import (
+    PHOTO_SUFFIXES,
+    SUGGESTION_SLOTS,
+    UploadProblem,
+    _last_scope,
+    _method_notes,
+    _viewer_updates,
+    cancellable,
+    face_image,
+    needs_gallery,
+    photo_note,
+    preview_xray,
+    read_upload,
+    xray_status_text,
+)
+from apps.grid import cell_method, grid_columns, grid_items, legend_html, viewer
 from apps.handlers import (
     CXR_SALIENCY,
     INTRO,
@@ -29,6 +44,8 @@ from apps.handlers import (
     CXRModels,
     Runners,
     ask,
+    chat_scope,
+    chat_suggestions,
     compare_faces,
     confidence_bar,
     cost_text,
@@ -40,79 +57,22 @@ from apps.handlers import (
     figure,
     method_choices,
     model_choices,
+    numbers_markdown,
+    region_rows,
     runner_capabilities,
     work_dir,
 )
-from apps.uploads import BUNDLE_SUFFIXES, server_paths_allowed
-from apps.work import ServerStoppingError, run_cancellable
+from apps.uploads import gallery_from_uploads, upload_paths
 from core.errors import XFVError
-from core.io import load_image
-from core.registry import explainer_names
+from core.registry import explainer_spec
 
-__all__ = ["build_demo", "compare_faces", "confidence_bar", "cost_text", "explanation_panels", "export_report", "face_image",
-           "faithfulness_words", "method_choices", "read_upload", "runner_capabilities"]  # fmt: skip
+__all__ = ["UploadProblem", "build_demo", "compare_faces", "confidence_bar", "cost_text", "explanation_panels", "export_report",
+           "face_image", "faithfulness_words", "method_choices", "photo_note", "read_upload", "runner_capabilities"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 #: Most bytes one upload may have (``launch(max_file_size=...)``).
 MAX_UPLOAD = "20mb"
-
-
-def read_upload(payload: Any) -> np.ndarray | None:
-    """An uploaded photo read by ``core.io.load_image`` (size limits, EXIF orientation, clear
-    messages): a file that is not an image gives the user a sentence saying so instead of a
-    decoder's traceback. Webcam and clipboard pictures arrive the same way."""
-    if payload is None:
-        return None
-    path = getattr(payload, "path", None)
-    if path is None or not Path(path).is_file():
-        raise gr.Error("The photo did not arrive; upload it again.")
-    name = getattr(payload, "orig_name", None) or Path(path).name
-    stream = io.BytesIO(Path(path).read_bytes())
-    stream.name = name  # load_image names the file in its messages
-    try:
-        return load_image(stream)
-    except XFVError as e:
-        raise gr.Error(str(e)) from None
-
-
-def face_image(**kwargs: Any) -> gr.Image:
-    """A ``gr.Image`` input whose uploads go through ``read_upload`` (an instance override:
-    a subclass would make Gradio write a .pyi stub next to this file)."""
-    comp = gr.Image(type="numpy", sources=["upload", "webcam", "clipboard"], height=360, **kwargs)
-    comp.preprocess = read_upload  # type: ignore[method-assign]
-    return comp
-
-
-#: Photo types the Explore upload takes besides the CSV and .zip.
-PHOTO_SUFFIXES = sorted(BUNDLE_SUFFIXES - {".csv"})
-
-
-async def cancellable(fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` through ``apps.work.run_cancellable``: a cancelled request stops its
-    work (and holds the model's queue slot until it has); a stopping server answers with
-    a message."""
-    try:
-        return await run_cancellable(fn, *args)
-    except ServerStoppingError as e:
-        raise gr.Error(str(e)) from None
-
-
-def _panel_updates(panels: list[dict[str, Any]], slots: list[str]) -> list[Any]:
-    """Visibility, title, picture and words of every method's panel slot."""
-    by_method = {p["method"]: p for p in panels}
-    out: list[Any] = []
-    for name in slots:
-        p = by_method.get(name)
-        if p is None:
-            out += [gr.update(visible=False), "", None, ""]
-            continue
-        if p["error"]:
-            title, words = f"### {p['label']}", f"**Failed:** {p['error']}"
-        else:
-            title, words = f"### {p['caption']}", "\n".join(f"- {t}" for t in p["text"])
-        out += [gr.update(visible=True), title, p["image"], words]
-    return out
 
 
 def build_demo(
@@ -128,7 +88,6 @@ def build_demo(
     sdd_gallery = gallery or os.environ.get("XFV_GALLERY") or None
     pairs = example_pairs(examples or os.environ.get("XFV_EXAMPLES"))
     cxr_models = cxr or CXRModels()
-    slots = explainer_names()
 
     def on_model(model):
         caps = runner_capabilities(runners.get(model))
@@ -137,23 +96,64 @@ def build_demo(
         note = "" if caps is not None else "_The weights of this model are not here: every method is listed, and running says what to download._"
         return gr.update(choices=choices, value=keep), note
 
-    async def on_compare(model, a, b, methods, preset, scores, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
-        return await cancellable(compare_now, model, a, b, methods, preset, scores, progress)
+    async def on_compare(model, a, b, methods, preset, scores, uploaded_gallery=None, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+        return await cancellable(compare_now, model, a, b, methods, preset, scores, uploaded_gallery, progress)
 
-    def compare_now(model, a, b, methods, preset, scores, progress):
-        out = compare_faces(runners.get(model), a, b, methods, preset, progress=lambda f, msg: progress(f, desc=msg), deletion_scores=bool(scores),
-                            gallery=sdd_gallery)  # fmt: skip
+    def compare_now(model, a, b, methods, preset, scores, uploaded_gallery, progress):
+        problems = [photo_note(x, side) for x, side in ((a, "A"), (b, "B")) if isinstance(x, UploadProblem)]
+        if problems:
+            return [" ".join(problems), "", {}, None, None, "", None, gr.update(visible=False, value=None),
+                    gr.update(visible=False, value=None), gr.update(value=None, visible=False), "", *_viewer_updates(None)]  # fmt: skip
+        use = (uploaded_gallery or {}).get("folder") or sdd_gallery
+        wanted = list(methods or [])
+        waiting = [m for m in wanted if needs_gallery(m)] if not use else []  # not run and failed: said
+        out = compare_faces(runners.get(model), a, b, [m for m in wanted if m not in waiting], preset, progress=lambda f, msg: progress(f, desc=msg),
+                            deletion_scores=bool(scores), gallery=use)  # fmt: skip
+        if waiting and out.get("ok"):
+            out["panels"] = out["panels"] + [{"method": m, "label": explainer_spec(m).label, "image": None, "text": [],
+                                              "error": "needs a gallery of identities: upload one below (a .zip of identity folders, "
+                                                       "or an identities CSV with its photos)"} for m in waiting]  # fmt: skip
         if not out["ok"]:
             return [out["message"], "", {}, None, None, out.get("words", ""), None, gr.update(visible=False, value=None),
-                    gr.update(visible=False, value=None), *_panel_updates([], slots)]  # fmt: skip
+                    gr.update(visible=False, value=None), gr.update(value=None, visible=False), "", *_viewer_updates(None)]  # fmt: skip
+        res = out["result"]
         charts = out["charts"]
         plot = gr.update(visible=bool(charts), value=figure(charts[0][1]) if charts else None)
-        regions = gr.update(visible=bool(out["regions"]), value=out["regions"] or None)
-        last = {"kind": "faces", "result": out["result"], "faithfulness": out["faithfulness"]}
-        words = "\n\n".join(f"**{p['label']}**" + "".join(f"\n- {t}" for t in p["text"])
-                              for p in out["panels"] if not p["error"] and p["image"] is None)  # fmt: skip
-        return [out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"], words, last, plot, regions,
-                *_panel_updates(out["panels"], slots)]  # fmt: skip
+        labels = list(dict.fromkeys(r[0] for r in out["regions"]))
+        regions = gr.update(visible=bool(labels), value=[r for r in out["regions"] if labels and r[0] == labels[0]] or None,
+                            label=f"Facial regions of {labels[0]}" if labels else None)  # fmt: skip
+        last = {"kind": "faces", "result": res, "faithfulness": out["faithfulness"]}
+        cells = grid_items(res, out["faithfulness"])
+        shown = [p["method"] for p in out["panels"] if p["image"] is not None]
+        grid = gr.update(value=cells or None, columns=grid_columns(res), visible=bool(cells), selected_index=None)
+        return [out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"], _method_notes(out["panels"]), last, plot, regions,
+                grid, legend_html(shown), *_viewer_updates(viewer(res, shown[0]) if shown else None)]  # fmt: skip
+
+    def on_region_pick(last, label):
+        if not last or last.get("kind") != "faces" or not label:
+            return gr.update()
+        rows = [r for r in region_rows(last["result"]) if r[0] == label]
+        return gr.update(value=rows or None, visible=bool(rows), label=f"Facial regions of {label}")
+
+    def on_gallery(files):
+        if not files:
+            return None, "_No gallery uploaded: SDD uses " + (f"`{Path(sdd_gallery).name}`" if sdd_gallery else "none, so it is not run") + "._"
+        try:
+            folder, note = gallery_from_uploads(upload_paths(files), work_dir("gallery"))
+        except XFVError as e:
+            return None, f"**This gallery cannot be used:** {e}"
+        return {"folder": str(folder)}, f"Gallery for SDD: {note}."
+
+    def on_cell(last, opacity, evt: gr.SelectData):
+        if not last or last.get("kind") != "faces":
+            return _viewer_updates(None)
+        res = last["result"]
+        return _viewer_updates(viewer(res, cell_method(res, evt.index), opacity))
+
+    def on_opacity(last, opacity, method):
+        if not last or last.get("kind") != "faces" or not method:
+            return _viewer_updates(None)
+        return _viewer_updates(viewer(last["result"], method, opacity))
 
     def on_export(last):
         if not last or last.get("kind") != "faces":
@@ -171,53 +171,90 @@ def build_demo(
         return out["message"], out["words"], gr.update(visible=True, value=figure(out["chart"])), out["image"], out["saliency"], \
             out["saliency_caption"], last  # fmt: skip
 
+    def xray_preview(path):
+        if not path:
+            return None, xray_status_text(cxr_models)
+        try:
+            return preview_xray(path), xray_status_text(cxr_models)
+        except XFVError as e:
+            return None, f"**This file cannot be read as an X-ray:** {e}"
+
     def on_ask(question, history, last):
         history = list(history or [])
-        reply = ask(chat, last, question)
         if question and question.strip():
-            history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+            scope, heading = chat_scope(last)
+            if scope is not None and scope != _last_scope(history):  # a new comparison: mark where its answers start
+                history.append({"role": "assistant", "content": f"**{heading}**", "metadata": {"title": "New result", "id": scope}})
+            history += [{"role": "user", "content": question}, {"role": "assistant", "content": ask(chat, last, question)}]
         return history, ""
+
+    def on_result(last):
+        qs = chat_suggestions(last, len(SUGGESTION_SLOTS))
+        return [gr.update(value=q, visible=True) for q in qs] + [gr.update(visible=False)] * (len(SUGGESTION_SLOTS) - len(qs))
 
     first = runners.get()
     caps = runner_capabilities(first)
     choices = method_choices(caps)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        gr.Markdown(f"# {TITLE}")
         last = gr.State(None)
         with gr.Tabs():
             with gr.Tab("Face verification", id="faces"):
+                gr.Markdown(INTRO)
                 with gr.Row():
                     model = gr.Dropdown(model_choices(), value=first.model_name, elem_id="model",
                                         label="Face model (offline default first; others need their weights)")  # fmt: skip
                     model_note = gr.Markdown()
                 with gr.Row():
-                    img_a = face_image(label="Photo A (probe)", elem_id="photo_a")
-                    img_b = face_image(label="Photo B (reference)", elem_id="photo_b")
+                    with gr.Column():
+                        img_a = face_image(label="Photo A (probe)", elem_id="photo_a")
+                        note_a = gr.Markdown(elem_id="photo_a_note")
+                    with gr.Column():
+                        img_b = face_image(label="Photo B (reference)", elem_id="photo_b")
+                        note_b = gr.Markdown(elem_id="photo_b_note")
                 if pairs:
-                    gr.Examples(pairs, [img_a, img_b], label="Example pairs")
+                    gr.Examples(pairs, [img_a, img_b], label="Example pairs (genuine and impostor in turn)", examples_per_page=4)
                 with gr.Row():
                     default = ["xmap3"] if any(k == "xmap3" for _, k in choices) else []
                     methods = gr.CheckboxGroup(choices, value=default, label="Explanation methods", elem_id="methods")
                     preset = gr.Radio([(v, k) for k, v in PRESETS.items()], value="fast", label="Preset", elem_id="preset")
                     scores = gr.Checkbox(value=True, label="Deletion score of each map on this pair (against a random map)", elem_id="deletion")
+                with gr.Row():
+                    gallery_files = gr.File(label="Gallery for SDD (optional): a .zip of identity folders, or an identities CSV with its photos",
+                                            file_types=[".zip", ".csv", *PHOTO_SUFFIXES], file_count="multiple", type="filepath",
+                                            elem_id="gallery_upload")  # fmt: skip
+                    gallery_note = gr.Markdown("_SDD compares against " + (f"`{Path(sdd_gallery).name}`" if sdd_gallery else
+                                               "a gallery of identities: upload one to run it") + "._", elem_id="gallery_note")  # fmt: skip
+                uploaded_gallery = gr.State(None)
                 cost = gr.Markdown(cost_text(first, default, "fast"), elem_id="cost")
                 compare = gr.Button("Compare", variant="primary", elem_id="compare")
                 verdict = gr.Markdown(elem_id="verdict")
                 bar = gr.HTML(elem_id="cscore")
+                with gr.Accordion("What the numbers mean", open=False):
+                    gr.Markdown(numbers_markdown(), elem_id="numbers")
                 with gr.Row():
                     crop_a = gr.Image(label="Aligned face A", interactive=False, elem_id="crop_a")
                     crop_b = gr.Image(label="Aligned face B", interactive=False, elem_id="crop_b")
-                gr.Markdown("Maps: face A left, face B right; green: similar, red: dissimilar (heat: relevance).")
-                panel_parts: list[Any] = []
-                for name in slots:
-                    with gr.Column(visible=False, elem_id=f"panel-{name}", elem_classes=["method-panel"]) as col:
-                        title = gr.Markdown()
-                        pic = gr.Image(show_label=False, interactive=False, elem_id=f"map-{name}")
-                        text = gr.Markdown()
-                    panel_parts += [col, title, pic, text]
+                legend = gr.HTML(elem_id="legend")
+                grid = gr.Gallery(label="Every method: face A (top row), face B (bottom row); click a map to see it large",
+                                  columns=4, object_fit="contain", allow_preview=False, height=2 * 300 + 40, visible=False,
+                                  elem_id="method-grid")  # fmt: skip
+                with gr.Column(elem_id="viewer"):
+                    view_title = gr.Markdown("_Compare two photos, then click a map of the grid to see it here._")
+                    view_method = gr.State(None)
+                    opacity = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Map over photo (0: the photo, 1: the map)", elem_id="opacity")
+                    view_image = gr.Image(label="Face A | face B", interactive=False, show_label=True, elem_id="viewer-image")
+                    with gr.Row():
+                        view_raw = gr.Image(label="The raw maps (one scale for both faces)", interactive=False, elem_id="viewer-raw")
+                        with gr.Column():
+                            gr.Markdown("Colour bar, in the map's units (both faces on one scale)")
+                            view_bar = gr.Image(show_label=False, interactive=False, elem_id="viewer-bar", height=60,
+                                                buttons=[])  # fmt: skip
+                    view_words = gr.Markdown(elem_id="viewer-words")
                 words = gr.Markdown(elem_id="words")
                 concepts = gr.Plot(label="Concept scores", visible=False, elem_id="concepts")
+                region_pick = gr.Dropdown([], label="Facial regions of", elem_id="region_pick")
                 regions = gr.Dataframe(headers=REGION_HEADERS, label="Facial regions of each map", visible=False, interactive=False,
                                        elem_id="regions")  # fmt: skip
                 details = gr.JSON(label="Details (model, weights hash, threshold, parameters, timings, scores)")
@@ -225,10 +262,13 @@ def build_demo(
                     export = gr.Button("Audit report (HTML + JSON)", elem_id="export")
                     report_files = gr.File(label="Report files", file_count="multiple", interactive=False, elem_id="report")
             with gr.Tab("Chest X-ray", id="cxr"):
-                gr.Markdown("Pleural effusion on one chest X-ray (PNG, JPEG or DICOM), explained by radiology descriptors "
-                            "(the concept bottleneck of Yalavarthi and Ratha over BiomedCLIP).")  # fmt: skip
+                gr.Markdown("## Chest X-ray: pleural effusion, explained\nUpload one chest X-ray (PNG, JPEG or DICOM). The model says "
+                            "whether it shows a pleural effusion and why, in radiology descriptors (the concept bottleneck of "
+                            "Yalavarthi and Ratha over BiomedCLIP), with a saliency map of the decision.")  # fmt: skip
+                x_status = gr.Markdown(xray_status_text(cxr_models), elem_id="cxr_status")
                 with gr.Row():
                     xray = gr.File(label="Chest X-ray", file_types=[".png", ".jpg", ".jpeg", ".dcm", ".dicom"], type="filepath", elem_id="xray")
+                    x_preview = gr.Image(label="Your upload (DICOM windowed as the model reads it)", interactive=False, elem_id="cxr_preview")
                     sal_method = gr.Radio([(v, k) for k, v in CXR_SALIENCY.items()], value="vit_lrp", label="Saliency map")
                 diagnose = gr.Button("Diagnose", variant="primary", elem_id="diagnose")
                 x_verdict = gr.Markdown(elem_id="cxr_verdict")
@@ -242,105 +282,38 @@ def build_demo(
                 gr.Markdown("Questions about the last comparison or X-ray (e.g. _Which region made them look alike?_, "
                             "_How sure is it?_, _Why not a match?_). Answers come only from the computed results.")  # fmt: skip
                 chatbot = gr.Chatbot(label="Answers", elem_id="chatbot", height=360)
-                question = gr.Textbox(label="Question", placeholder="How sure is it?", elem_id="question")
+                with gr.Row():
+                    suggested = [gr.Button(visible=False, size="sm", elem_id=f"suggestion-{i}") for i in SUGGESTION_SLOTS]
+                with gr.Row():
+                    question = gr.Textbox(label="Question", placeholder="How sure is it?", elem_id="question", scale=5)
+                    send = gr.Button("Send", variant="primary", elem_id="send", scale=1)
                 question.submit(on_ask, [question, chatbot, last], [chatbot, question])
-            _explore_tab(runners)
+                send.click(on_ask, [question, chatbot, last], [chatbot, question])
+                for b in suggested:
+                    b.click(on_ask, [b, chatbot, last], [chatbot, question])
+                last.change(on_result, [last], suggested)
+            explore_tab(runners)
 
         model.change(on_model, [model], [methods, model_note])
         for control in (methods, preset):
             control.change(lambda md, m, p: cost_text(runners.get(md), m, p), [model, methods, preset], cost)
-        compare.click(on_compare, [model, img_a, img_b, methods, preset, scores],
-                      [verdict, bar, details, crop_a, crop_b, words, last, concepts, regions, *panel_parts],
+        viewer_parts = [view_title, view_image, view_raw, view_bar, view_words, view_method]
+        img_a.change(lambda x: photo_note(x, "A"), [img_a], [note_a])
+        img_b.change(lambda x: photo_note(x, "B"), [img_b], [note_b])
+        last.change(lambda r: gr.update(choices=list(dict.fromkeys(x[0] for x in region_rows(r["result"]))) if r and r.get("kind") == "faces"
+                                        else [], value=None), [last], [region_pick])  # fmt: skip
+        region_pick.change(on_region_pick, [last, region_pick], [regions])
+        gallery_files.change(on_gallery, [gallery_files], [uploaded_gallery, gallery_note])
+        compare.click(on_compare, [model, img_a, img_b, methods, preset, scores, uploaded_gallery],
+                      [verdict, bar, details, crop_a, crop_b, words, last, concepts, regions, grid, legend, *viewer_parts],
                       concurrency_limit=1, concurrency_id="model", api_name="compare")  # fmt: skip
+        grid.select(on_cell, [last, opacity], viewer_parts)
+        opacity.release(on_opacity, [last, opacity, view_method], viewer_parts)
         export.click(on_export, [last], [report_files], api_name="report")
+        xray.change(xray_preview, [xray], [x_preview, x_status])
         diagnose.click(on_xray, [xray, sal_method], [x_verdict, x_words, x_chart, x_crop, x_map, x_caption, last],
                        concurrency_limit=1, concurrency_id="model", api_name="xray")  # fmt: skip
     return demo
-
-
-def _explore_tab(runners: Runners) -> None:
-    """The explorer and viewer of the X-Map platform for a user's own data: a pairs CSV (or
-    a folder of identity sub-folders) through the batch path with progress, a table to sort
-    and filter, and the maps of the row clicked (handlers: ``apps.explore``)."""
-    from apps import explore
-
-    def frame(table: dict[str, Any]) -> dict[str, Any]:
-        return gr.update(value={"headers": table["headers"], "data": table["values"]})
-
-    async def on_run(model, upload, methods, preset, per_label, folder=None, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
-        return await cancellable(run_now, model, upload, methods, preset, per_label, folder, progress)
-
-    def run_now(model, upload, methods, preset, per_label, folder, progress):
-        report = lambda f, msg: progress(f, desc=msg)  # noqa: E731
-        folder = (folder or "").strip() if server_paths else ""
-        if folder and not upload:  # the operator allowed server paths (XFV_SERVER_PATHS=1): a local installation
-            out = explore.run_explore(runners.get(model), folder, methods or [], preset, per_label or None, work_dir("explore"), report)
-        else:
-            out = explore.run_explore_uploads(runners.get(model), upload, methods or [], preset, per_label or None, work_dir("explore"), report)
-        if not out["ok"]:
-            return out["message"], gr.update(value=None), None
-        state = {"out": out["out"], "rows": out["rows"], "methods": out["methods"], "shown": out["rows"]}
-        return out["summary"], frame(out["table"]), state
-
-    def on_filter(state, decision, correct, min_c, text, sort_by, descending):
-        if not state:
-            return gr.update(), state, ""
-        out = explore.explore_table(state["rows"], state["methods"], decision, correct, min_c, text, sort_by, descending)
-        if not out["ok"]:
-            return gr.update(), state, out["message"]
-        return frame(out["table"]), {**state, "shown": out["rows"]}, out["message"]
-
-    def on_select(state, evt: gr.SelectData):
-        if not state:
-            return "Run a batch first.", None, None, [], ""
-        row = evt.row_value or []
-        index = int(row[0]) if row and str(row[0]).lstrip("-").isdigit() else explore.selected_index(state["shown"], evt.index)
-        view = explore.explore_view(state["out"], index)
-        if not view["ok"]:
-            return view["message"], None, None, [], ""
-        return view["message"], view["crop_a"], view["crop_b"], view["gallery"], view["words"]
-
-    server_paths = server_paths_allowed()
-    with gr.Tab("Explore", id="explore"):
-        gr.Markdown("Upload a pairs CSV (`file_x,file_y[,same]`, or `file,identity`) with its photos, or one `.zip` of the CSV and the "
-                    "photos (folders kept; a `.zip` of identity sub-folders works without a CSV). The pairs go through the batch "
-                    "path (`python -m core batch`); then sort and filter them and click one to see its maps. Names in the CSV "
-                    "are relative to it and must be in the upload.")  # fmt: skip
-        with gr.Row():
-            upload = gr.File(label="Pairs CSV and photos, or a .zip", file_types=[".csv", ".zip", *PHOTO_SUFFIXES], file_count="multiple",
-                             type="filepath", elem_id="explore_upload")  # fmt: skip
-            # a server path box only where the operator allows it (XFV_SERVER_PATHS=1): never on a public server
-            folder = gr.Textbox(label="...or a CSV or folder on this server", placeholder="../shared/data/faces/deepface/pairs.csv") \
-                if server_paths else None  # fmt: skip
-        with gr.Row():
-            model = gr.Dropdown(model_choices(), value=runners.default, label="Face model")
-            methods = gr.CheckboxGroup(method_choices(), value=["xmap3"], label="Explanation methods")
-            preset = gr.Radio([(v, k) for k, v in PRESETS.items()], value="fast", label="Preset")
-            per_label = gr.Number(value=5, precision=0, label="Pairs per label (0: all)")
-        run = gr.Button("Run the batch", variant="primary", elem_id="explore_run")
-        summary = gr.Markdown(elem_id="explore_summary")
-        with gr.Row():
-            decision = gr.Dropdown(list(explore.DECISION_CHOICES), value="any", label="Decision")
-            correct = gr.Dropdown(list(explore.CORRECT_CHOICES), value="any", label="Correctness")
-            min_c = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="C-Score at least")
-            text = gr.Textbox(label="File name contains")
-            sort_by = gr.Dropdown(["index", "c_score", "similarity", "correct", "decision", "runtime_s"], value="index", label="Sort by")
-            descending = gr.Checkbox(value=False, label="Descending")
-        shown = gr.Markdown()
-        table = gr.Dataframe(label="Pairs (click a row to see its maps)", interactive=False, elem_id="explore_table")
-        state = gr.State(None)
-        view_msg = gr.Markdown(elem_id="explore_verdict")
-        with gr.Row():
-            view_a = gr.Image(label="Face A", interactive=False)
-            view_b = gr.Image(label="Face B", interactive=False)
-        view_maps = gr.Gallery(label="Maps of the pair (face A left, face B right)", columns=1, height="auto", elem_id="explore_maps")
-        view_words = gr.Markdown()
-        inputs = [model, upload, methods, preset, per_label] + ([folder] if folder is not None else [])
-        run.click(on_run, inputs, [summary, table, state], concurrency_limit=1, concurrency_id="model")
-        filters = [state, decision, correct, min_c, text, sort_by, descending]
-        for control in filters[1:]:
-            control.change(on_filter, filters, [table, state, shown])
-        table.select(on_select, [state], [view_msg, view_a, view_b, view_maps, view_words])
 
 
 def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None) -> None:

@@ -89,15 +89,17 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def example_pairs(folder: str | Path | None, limit: int = 24) -> list[list[str]]:
-    """Example pairs from a folder: its ``pairs.csv`` (``file_x,file_y,same``) when there is
-    one, else its photos two by two in name order. None or a missing folder: no examples."""
+    """Example pairs from a pairs CSV (``file_x,file_y,same``), or a folder: its
+    ``pairs.csv`` when there is one, else its photos two by two in name order. Labelled
+    pairs alternate genuine and impostor. None or a missing folder: no examples."""
     if not folder:
         return []
-    root = Path(folder)
+    given = Path(folder)
+    root = given.parent if given.is_file() else given
     if not root.is_dir():
         log.warning("examples folder %s not found; no examples shown", root)
         return []
-    csv_path = root / "pairs.csv"
+    csv_path = given if given.is_file() else root / "pairs.csv"
     if csv_path.is_file():
         from core.data import read_pairs, resolve
 
@@ -106,7 +108,9 @@ def example_pairs(folder: str | Path | None, limit: int = 24) -> list[list[str]]
         except DataError as e:
             log.warning("examples: %s", e)
             return []
-        out = [[str(resolve(root, p.file_x, csv_path)), str(resolve(root, p.file_y, csv_path))] for p in pairs]
+        same, other = [p for p in pairs if p.same], [p for p in pairs if not p.same]
+        mixed = [p for pair in zip(same, other, strict=False) for p in pair] + same[len(other) :] + other[len(same) :]
+        out = [[str(resolve(root, p.file_x, csv_path)), str(resolve(root, p.file_y, csv_path))] for p in mixed]
         return [p for p in out if all(Path(f).is_file() for f in p)][:limit]
     photos = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     return [photos[i : i + 2] for i in range(0, len(photos) - 1, 2)][:limit]
@@ -116,14 +120,15 @@ def confidence_bar(c_score: float | None, same: bool) -> str:
     """An HTML bar for a C-Score in [0.5, 1] (the UI shows numbers it is given, nothing more)."""
     if c_score is None:
         return "<p>No C-Score: this model has no calibration file.</p>"
-    pct = 100.0 * c_score
-    colour = "#2e7d32" if same else "#c62828"
+    pct = 100.0 * min(1.0, max(0.0, (c_score - 0.5) / 0.5))  # the C-Score lies in [0.5, 1]: the bar spans that
     return (
         '<div style="font-family:sans-serif">'
-        f"<div>C-Score <b>{c_score:.3f}</b> ({html.escape(confidence_words(c_score))})</div>"
-        '<div style="background:#ddd;border-radius:4px;height:14px;width:100%;max-width:420px">'
-        f'<div style="background:{colour};height:14px;border-radius:4px;width:{pct:.1f}%"></div></div>'
-        '<div style="font-size:12px;color:#555">0.5 = a coin toss, 1 = certain</div></div>'
+        f"<div>C-Score <b>{c_score:.3f}</b> ({html.escape(confidence_words(c_score))}) that the decision "
+        f"(<i>{'same person' if same else 'different people'}</i>) is right</div>"
+        '<div style="background:#e3e3e3;border-radius:4px;height:14px;width:100%;max-width:420px">'
+        f'<div style="background:#4a6fa5;height:14px;border-radius:4px;width:{pct:.1f}%"></div></div>'
+        '<div style="font-size:12px;color:#555;max-width:420px;display:flex;justify-content:space-between">'
+        "<span>0.5: a coin toss</span><span>1: certain</span></div></div>"
     )
 
 
@@ -177,8 +182,25 @@ def faithfulness_words(scores: dict[str, float] | None, random: dict[str, float]
         return ""
     text = f"deletion score {scores['deletion_auc']:+.3f}"
     if random:
-        text += f" (random map {random['deletion_auc']:+.3f}; lower is more faithful)"
+        verdict = "better than" if scores["deletion_auc"] < random["deletion_auc"] else "not better than"
+        text += f" (random map {random['deletion_auc']:+.3f}; lower is more faithful: {verdict} random)"
     return text
+
+
+#: What each number on the page means, in one line (units, and which way is better).
+NUMBER_WORDS = {
+    "similarity": "cosine similarity of the two faces' embeddings, -1 to 1; at or above the threshold the model says 'same person'",
+    "threshold": "the similarity at which the model's decision switches, learnt from labelled pairs (10-fold cross-validation)",
+    "C-Score": "the probability, learnt from labelled pairs, that this decision is right: 0.5 is a coin toss, 1 is certain",
+    "deletion score": "area under the decision margin (similarity minus threshold) as 0-100 % of the pixels the map ranks "
+                      "first are hidden; lower means the map found what the decision rests on; compared with a random map",
+    "forward passes": "images the model embedded for this map; 'from the cache' when another method computed them",
+}  # fmt: skip
+
+
+def numbers_markdown() -> str:
+    """``NUMBER_WORDS`` as a Markdown list, for the page's "what the numbers mean"."""
+    return "\n".join(f"- **{k}**: {v}" for k, v in NUMBER_WORDS.items())
 
 
 def explanation_panels(res, faithfulness: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
@@ -218,7 +240,7 @@ def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarra
     if gallery:
         knobs["gallery"] = gallery
     try:
-        res = runner.explain(image_a, image_b, methods=methods or (), progress=progress, **knobs)
+        res = runner.explain(image_a, image_b, methods=methods or (), progress=progress, names=("photo A", "photo B"), **knobs)
         if progress is not None and deletion_scores and res.explanations:
             progress(1.0, "measuring the deletion scores")
         faith = runner.faithfulness(res) if deletion_scores else {}
@@ -253,7 +275,13 @@ def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarra
         "charts": concept_charts(res),
         "regions": region_rows(res),
         "faithfulness": faith,
-        "message": ("**" + verdict + "**") + ("".join(f"\n\n_Note: {n}_" for n in res.notes)),
+        "message": ("**" + verdict + "**")
+        + ("".join(f"\n\n_Note: {n}_" for n in res.notes))
+        + (
+            "\n\n_Note: photo A and photo B are the same picture, so the similarity is 1 by construction; compare two different photos._"
+            if _same_picture(image_a, image_b)
+            else ""
+        ),
         "bar": confidence_bar(res.c_score, res.same),
         "details": details,
         "crop_a": res.pair.a.image,
@@ -264,8 +292,12 @@ def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarra
     }
 
 
+def _same_picture(a: Any, b: Any) -> bool:
+    return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and np.array_equal(a, b)
+
+
 # -- tables and charts -----------------------------------------------------------------------
-REGION_HEADERS = ["method", "face", "region", "similar %", "dissimilar %", "area %"]
+REGION_HEADERS = ["method", "face", "region", "similar %", "dissimilar %", "area %", "similar x area"]
 
 
 def region_rows(res: Any, top: int | None = None) -> list[list[Any]]:
@@ -282,8 +314,8 @@ def region_rows(res: Any, top: int | None = None) -> list[list[Any]]:
                 continue
             face = "both" if shared else "AB"[i]
             ranked = sorted(rows, key=lambda r: -(r["similar"] + r["dissimilar"]))[:top]
-            out += [[e.label, face, r["label"], round(100 * r["similar"], 1), round(100 * r["dissimilar"], 1), round(100 * r["area"], 1)]
-                    for r in ranked]  # fmt: skip
+            out += [[e.label, face, r["label"], round(100 * r["similar"], 1), round(100 * r["dissimilar"], 1), round(100 * r["area"], 1),
+                     round(float(r.get("density", 0.0)), 1)] for r in ranked]  # fmt: skip
     return out
 
 
@@ -377,18 +409,41 @@ def default_chat() -> Any:
     return _CHAT["chat"]
 
 
-def ask(chat: Any, last: dict[str, Any] | None, question: str | None) -> str:
-    """An answer to ``question`` from the facts of the last result (``last["kind"]`` is
-    "faces" or "cxr"), in markdown, saying where it came from."""
+def _facts(last: dict[str, Any]) -> Any:
     from core.chat import facts_from_cxr, facts_from_result
 
+    if last.get("kind") == "cxr":
+        return facts_from_cxr(last["result"])
+    return facts_from_result(last["result"], last.get("faithfulness"))
+
+
+def ask(chat: Any, last: dict[str, Any] | None, question: str | None) -> str:
+    """An answer to ``question`` from the facts of the last result (``last["kind"]`` is
+    "faces" or "cxr"), in markdown, saying where it came from and how well the question
+    matched the facts (the answer's match, not the model's confidence)."""
     if not question or not question.strip():
         return "Ask a question about the result, e.g. _How sure is it?_"
     if not last:
         return "Compare two photos or diagnose an X-ray first: I answer only from a computed result."
-    if last.get("kind") == "cxr":
-        facts = facts_from_cxr(last["result"])
-    else:
-        facts = facts_from_result(last["result"], last.get("faithfulness"))
-    ans = (chat or default_chat()).answer(question, facts)
-    return f"{ans.text}\n\n_({ans.source} answer, confidence {ans.score:.2f})_"
+    ans = (chat or default_chat()).answer(question, _facts(last))
+    return f"{ans.text}\n\n_({ans.caption})_"
+
+
+def chat_suggestions(last: dict[str, Any] | None, n: int = 4) -> list[str]:
+    """Questions the last result's facts can answer (``core.chat.suggestions``); none before a result."""
+    from core.chat import suggestions
+
+    return suggestions(_facts(last), n) if last else []
+
+
+def chat_scope(last: dict[str, Any] | None) -> tuple[str | None, str]:
+    """The id of the result the chat answers about (``core.chat.result_id``) and the words
+    that mark its start in the history."""
+    from core.chat import result_id
+    from core.text.verdict import verdict_sentence
+
+    if not last:
+        return None, ""
+    res = last["result"]
+    what = verdict_sentence(res) if last.get("kind") == "faces" else (res.text[0] if getattr(res, "text", None) else "chest X-ray")
+    return result_id(res), f"About this result: {what}"

@@ -30,6 +30,8 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from apps.explore import explore_view, run_explore_uploads  # noqa: E402
+from apps.grid import CELL, cell_method, grid_columns, grid_items, legend_html, viewer  # noqa: E402
 from apps.handlers import (  # noqa: E402
     CXR_SALIENCY,
     INTRO,
@@ -52,6 +54,7 @@ from apps.handlers import (  # noqa: E402
 )
 from core.errors import XFVError  # noqa: E402
 from core.io import load_image  # noqa: E402
+from core.registry import explainer_spec  # noqa: E402
 
 PHOTO_TYPES = ["jpg", "jpeg", "png", "bmp", "webp"]
 XRAY_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
@@ -172,19 +175,12 @@ def face_results(out: dict[str, Any]) -> None:
     col_a, col_b = st.columns(2)
     col_a.image(out["crop_a"], caption="Aligned face A", width=160)
     col_b.image(out["crop_b"], caption="Aligned face B", width=160)
-    if out["panels"]:
-        st.caption("Maps: face A left, face B right; green: similar, red: dissimilar (heat: relevance).")
-    for p in out["panels"]:
-        with st.container(border=True, key=f"panel-{p['method']}"):
-            if p["error"]:
-                st.markdown(f"**{p['label']}**")
-                st.error(f"Failed: {p['error']}")
-                continue
-            st.markdown(f"**{p['caption']}**")
-            if p["image"] is not None:
-                st.image(p["image"], width=480)
-            if p["text"]:
-                st.markdown("\n".join(f"- {t}" for t in p["text"]))
+    method_grid(out["result"], out["faithfulness"], key="faces")
+    for p in out["panels"]:  # what the grid cannot show: failures and explanations in words
+        if p["error"]:
+            st.error(f"**{p['label']}**: {p['error']}")
+        elif p["image"] is None:
+            st.markdown(f"**{p['label']}**" + "".join(f"\n- {t}" for t in p["text"]))
     if out["regions"]:
         st.markdown("**Facial regions of each map**")
         st.dataframe([dict(zip(REGION_HEADERS, row, strict=True)) for row in out["regions"]], hide_index=True, key="regions")
@@ -198,6 +194,70 @@ def face_results(out: dict[str, Any]) -> None:
         file = Path(path)
         st.download_button(f"Download {file.name}", file.read_bytes(), file_name=file.name, mime=REPORT_MIME.get(file.suffix),
                            key=f"download-{file.suffix[1:]}", on_click="ignore")  # fmt: skip
+
+
+def method_grid(res: Any, faithfulness: dict[str, Any] | None, key: str) -> None:
+    """The grid (one column per method with maps, a row per face), the legend and the
+    viewer of the method picked, from ``apps.grid`` as in the Gradio page."""
+    cells = grid_items(res, faithfulness)
+    n = grid_columns(res)
+    if not cells:
+        return
+    shown = [m for i in range(n) if (m := cell_method(res, i))]
+    st.html(legend_html(shown))
+    with st.container(key=f"{key}-grid"):
+        for row in range(2):
+            for col, (image, caption) in zip(st.columns(n), cells[row * n : (row + 1) * n], strict=True):
+                col.image(image, caption=caption, width=CELL)
+    labels = {m: explainer_spec(m).label for m in shown}
+    method = st.selectbox("Look closer at", shown, format_func=labels.__getitem__, key=f"{key}-viewer-method")
+    opacity = st.slider("Map over photo (0: the photo, 1: the map)", 0.0, 1.0, 0.7, 0.05, key=f"{key}-opacity")
+    view = viewer(res, method, opacity)
+    if view["ok"]:
+        with st.container(key=f"{key}-viewer"):
+            st.markdown(view["title"])
+            st.image(view["image"], caption="Face A | face B")
+            st.image(view["raw"], caption="The raw maps (one scale for both faces)")
+            st.image(view["bar"], caption="Colour bar, in the map's units")
+            st.markdown(view["words"])
+
+
+# -- the explore tab --------------------------------------------------------------------------
+def explore_tab(runner: Any) -> None:
+    st.markdown("Upload a pairs CSV (`file_x,file_y[,same]`, or `file,identity`) with its photos, or one `.zip` of them. Names in "
+                "the CSV are relative to it and must be in the upload.")  # fmt: skip
+    files = st.file_uploader("Pairs CSV and photos, or a .zip", type=["csv", "zip", *PHOTO_TYPES], accept_multiple_files=True, key="explore_upload")
+    caps = runner_capabilities(runner)
+    choices = {key: label for label, key in method_choices(caps)}
+    methods = st.multiselect("Explanation methods", list(choices), default=["xmap3"], format_func=choices.__getitem__, key="explore_methods")
+    per_label = st.number_input("Pairs per label (0: all)", 0, 10_000, 5, key="explore_per_label")
+    if st.button("Run the batch", type="primary", key="explore_run"):
+        folder = work_dir("streamlit-upload")
+        paths = []
+        for f in files or []:
+            path = folder / Path(f.name).name  # the uploaded file's own name, no folders
+            path.write_bytes(f.getvalue())
+            paths.append(str(path))
+        bar = st.progress(0.0, text="starting")
+        out = run_explore_uploads(runner, paths, methods, "fast", per_label or None, progress=lambda f, m: bar.progress(min(1.0, f), text=m))
+        bar.empty()
+        st.session_state["explore"] = out
+    out = st.session_state.get("explore")
+    if not out:
+        return
+    if not out["ok"]:
+        st.error(out["message"])
+        return
+    st.markdown(out["summary"])
+    table = out["table"]
+    st.dataframe([dict(zip(table["headers"], row, strict=True)) for row in table["values"]], hide_index=True, key="explore_table")
+    index = st.selectbox("Open pair", table["indices"], key="explore_pick")
+    view = explore_view(out["out"], index)
+    if view["ok"]:
+        st.markdown(view["message"])
+        method_grid(view["result"], None, key="explore")
+    else:
+        st.warning(view["message"])
 
 
 # -- the chest X-ray tab ---------------------------------------------------------------------
@@ -256,13 +316,15 @@ def main() -> None:
     st.set_page_config(page_title=TITLE, layout="wide")
     st.title(TITLE)
     st.markdown(INTRO)
-    faces, xray, chat = st.tabs(["Face verification", "Chest X-ray", "Ask about the result"])
+    faces, xray, chat, explore = st.tabs(["Face verification", "Chest X-ray", "Ask about the result", "Explore"])
     with faces:
         face_tab()
     with xray:
         xray_tab()
     with chat:
         chat_tab()
+    with explore:
+        explore_tab(face_runners().get(st.session_state.get("model")))
 
 
 main()

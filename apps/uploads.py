@@ -187,3 +187,39 @@ def start_upload_sweeper(folder: str | Path, every_s: float = 60.0, older_than_s
             sweep_partial_uploads(folder, older_than_s)
 
     threading.Thread(target=loop, name="xfv-upload-sweeper", daemon=True).start()
+
+
+def gallery_from_uploads(uploads: Iterable[str | os.PathLike], dest: str | Path) -> tuple[Path, str]:
+    """A gallery folder (one sub-folder per identity) made from what a user uploaded: a
+    ``.zip`` of identity sub-folders, or an identities CSV (``file,identity``) with its
+    photos (or both in a ``.zip``). CSV names must lie inside the upload (``core.data.confined``);
+    the others are left out and counted. Gives the folder and a sentence on what it holds."""
+    import re
+
+    from core.data import confined, read_identities
+
+    bundle = make_bundle(uploads, Path(dest) / "upload")
+    source = bundle_source(bundle)
+    if source.is_file():  # an identities CSV: copy each confined photo into its identity's folder
+        folder, left_out = Path(dest) / "gallery", 0
+        root = bundle.resolve()
+        for i, (name, ident) in enumerate(read_identities(source, name=source.name).items()):
+            p = confined(source.parent, name, root)
+            if p is None:
+                left_out += 1
+                continue
+            safe = re.sub(r"[^\w\- ]", "_", ident).strip() or f"identity_{i}"
+            (folder / safe).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, folder / safe / f"{i}{p.suffix.lower()}")
+        if not folder.is_dir():
+            raise DataError("no photo named in the identities CSV is in the upload; upload the CSV with its photos, or a .zip of both")
+    else:
+        folder, left_out = source, 0
+    people = [d for d in folder.iterdir() if d.is_dir()]
+    photos = sum(1 for d in people for f in d.iterdir() if f.is_file())
+    if len(people) < 2:
+        raise DataError(f"the gallery needs at least two identities (one sub-folder each); this upload has {len(people)}")
+    note = f"{len(people)} identities, {photos} photos" + (
+        f"; {left_out} names of the CSV were not in the upload and are left out" if left_out else ""
+    )
+    return folder, note

@@ -44,6 +44,8 @@ class ExplainerSpec:
     cost: Callable[..., tuple[str, int] | dict[str, int]] | None = None
     family: str = ""
     gives_maps: bool = True  # False for explanations in words only (no faithfulness curves)
+    scale: str = ""  # "diverging" (signed maps) or "sequential" (unsigned relevance), core.render.SCALES; "" without maps
+    colours: str = ""  # what this method's colours mean, in words (the page's legend)
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -214,7 +216,9 @@ for _m, _what in ((1, "each occlusion of one face against the mean of all occlus
                   (3, "co-located occlusions of both faces; one map shared by both")):  # fmt: skip
     register_explainer(ExplainerSpec(f"xmap{_m}", f"X-Map {'I' * _m} (occlusion)", _lazy("occlusion", "XMapExplainer", _m), _BLACKBOX,
                                      f"Knoche et al. occlusion map, method {_m}: {_what}.",
-                                     _lazy("occlusion", "forward_passes"), "occlusion"))  # fmt: skip
+                                     _lazy("occlusion", "forward_passes"), "occlusion", scale="diverging",
+                                     colours="green: hiding the region makes the faces less alike (it supports the match); "
+                                             "red: hiding it makes them more alike (it speaks against the match)"))  # fmt: skip
 for _name, _label, _what in (
     ("single_removal", "Single removal", "similarity drop when each region alone is hidden"),
     ("greedy_removal", "Greedy removal", "regions hidden one at a time, each time the one that lowers the similarity most"),
@@ -224,7 +228,9 @@ for _name, _label, _what in (
 ):
     register_explainer(ExplainerSpec(_name, _label, _lazy("removal", "RemovalExplainer", _name), _BLACKBOX,
                                      f"Mery & Morris black-box saliency: {_what}.",
-                                     _lazy("removal", "forward_passes", _name), "removal"))  # fmt: skip
+                                     _lazy("removal", "forward_passes", _name), "removal", scale="diverging",
+                                     colours="green: the region raises the similarity of the pair; red: it lowers it "
+                                             "(change of cosine similarity spread over the region)"))  # fmt: skip
 
 
 def _fixed_cost(key: str, n: int) -> Callable[..., tuple[str, int]]:
@@ -241,14 +247,19 @@ for _name, _label, _what in (
     ("grad_cam_pp", "Grad-CAM++", "activations weighted by positive gradients with Grad-CAM++ pixel weights"),
 ):
     register_explainer(ExplainerSpec(_name, _label, _lazy("cam", "CamExplainer", _name), _GRADIENTS, f"{_label}: {_what}.",
-                                     _fixed_cost(_name, 2 if _name == "cam" else 4), "cam"))  # fmt: skip
+                                     _fixed_cost(_name, 2 if _name == "cam" else 4), "cam",
+                                     scale="diverging" if _name == "cam" else "sequential",
+                                     colours="green: the location adds to the cosine similarity; red: it subtracts from it (exact shares)"
+                                     if _name == "cam" else "bright: where the gradient-weighted activations of the similarity "
+                                                            "are strongest (positive part only; no direction)"))  # fmt: skip
 # SDD's family "sdd" marks the methods that need a gallery (knob ``gallery``)
 for _name, _label, _mode, _what in (
     ("sdd", "SDD CAM (verification)", None, "the other face's CAM scaled against the CAMs of the most similar gallery identities"),
     ("sdd_identification", "SDD CAM (identification)", "identification", "each face's predicted gallery identity against the next ones"),
 ):
     register_explainer(ExplainerSpec(_name, _label, _lazy("sdd", "SDDExplainer", _mode), _GRADIENTS, f"{_label}: {_what} (needs a gallery).",
-                                     _fixed_cost(_name, 2), "sdd"))  # fmt: skip
+                                     _fixed_cost(_name, 2), "sdd", scale="sequential",
+                                     colours="bright: where the face is like its target and unlike the competing identities"))  # fmt: skip
 for _name, _label, _what in (
     ("vit_lrp", "ViT-LRP verification heatmap", "Chefer's relevance propagation with attention gradients"),
     ("vit_lrp_nograd", "No-Grad ViT-LRP verification heatmap", "Chefer's relevance propagation without gradients"),
@@ -257,7 +268,9 @@ for _name, _label, _what in (
     register_explainer(ExplainerSpec(_name, _label, _lazy("vit_verification", "ViTExplainer", _name),
                                      frozenset({"vit", "gradients"} if _name == "vit_lrp" else {"vit"}),
                                      f"Correia et al.: the mask from both faces' {_what} maps that best explains the decision (ViT models).",
-                                     _fixed_cost(_name, 8), "vit"))  # fmt: skip
+                                     _fixed_cost(_name, 8), "vit", scale="sequential",
+                                     colours="bright: the attention inside the mask that best explains the decision "
+                                             "(one map for both faces)"))  # fmt: skip
 register_explainer(ExplainerSpec("concepts", "Concepts in words (CLIP bottleneck)", _lazy("concepts", "ConceptExplainer"), frozenset({"clip_text"}),
                                  "Yalavarthi and Ratha: the facial descriptors both faces share (match) or that differ most (non-match), "
                                  "with their share of the similarity (concept-bottleneck models).",

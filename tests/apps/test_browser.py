@@ -6,7 +6,7 @@ downloaded browser) against ``python app.py`` served on a free loopback port.
   copied to the folder ``XFV_SCREENSHOTS`` names, if set).
 - The Explore tab runs an uploaded .zip; rows naming files outside it get "not in your upload".
 - A text file named ``notes.jpg`` reaches the server, which refuses it with
-  ``core.io.load_image``'s sentence in an error toast; a ``notes.txt`` is refused by
+  ``core.io.load_image``'s sentence next to the photo, at once; a ``notes.txt`` is refused by
   Gradio's browser side before any upload.
 
 Chromium is installed with ``apt-get`` if it is missing (skipped with the reason when that
@@ -70,7 +70,10 @@ def app_url():
     output goes to a log file, whose tail a failure shows)."""
     from benchmarks.load_app import LocalServer
 
-    server = LocalServer()
+    from ..conftest import DEEPFACE
+
+    # as `make demo` beside ../shared/data: its labelled pairs as examples, its identities as SDD's gallery
+    server = LocalServer(env={"XFV_EXAMPLES": str(DEEPFACE / "pairs.csv"), "XFV_GALLERY": str(DEEPFACE / "identities.csv")})
     try:
         try:
             server.wait(START_TIMEOUT_S)
@@ -117,6 +120,17 @@ def _upload(page, elem_id: str, path: Path) -> None:
     page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
 
 
+def _screenshot(page, tmp_path: Path, name: str) -> Path:
+    """A full-page screenshot under ``tmp_path``, copied to ``$XFV_SCREENSHOTS`` when set."""
+    shot = tmp_path / f"{name}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("XFV_SCREENSHOTS"):
+        out = Path(os.environ["XFV_SCREENSHOTS"])
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, out / shot.name)
+    return shot
+
+
 def _toast_texts(page) -> list[str]:
     return page.locator("[data-testid=toast-text]").all_inner_texts()
 
@@ -124,8 +138,11 @@ def _toast_texts(page) -> list[str]:
 @pytest.mark.needs_data
 def test_browser_compares_two_faces_and_shows_the_maps(page, tmp_path):
     expect = sync_api.expect
-    # The default method is pre-selected.
+    # The default method is pre-selected; CAM, Grad-CAM and SDD (with the demo gallery) join it.
     assert page.locator("#methods input[name=xmap3]").is_checked()
+    for name in ("cam", "grad_cam", "sdd"):
+        page.locator(f"#methods input[name={name}]").check()
+    expect(page.locator("#gallery_note")).to_contain_text("identities.csv")
 
     _upload(page, "photo_a", MISC / "obama.jpg")
     _upload(page, "photo_b", MISC / "obama2.jpg")
@@ -147,23 +164,26 @@ def test_browser_compares_two_faces_and_shows_the_maps(page, tmp_path):
     assert "same person" in text.lower(), f"verdict {text!r}; toasts {_toast_texts(page)}"
     expect(page.locator("#cscore")).to_contain_text("C-Score")
 
-    # The aligned crops and the X-Map III picture are loaded images.
-    for sel in ("#crop_a img", "#crop_b img", "#map-xmap3 img"):
+    # The aligned crops, the method grid (X-Map III for face A and face B) and the viewer are loaded images.
+    for sel in ("#crop_a img", "#crop_b img", "#method-grid img", "#viewer-image img", "#viewer-bar img"):
         page.wait_for_function(
             "sel => { const i = document.querySelector(sel); return i !== null && i.complete && i.naturalWidth > 0; }", arg=sel, timeout=60_000
         )
-    expect(page.locator("#panel-xmap3")).to_be_visible()
-    assert page.locator("#crop_a img").first.evaluate("i => i.naturalWidth") > 0
-    assert page.locator("#map-xmap3 img").first.evaluate("i => i.naturalWidth") > 0
+    page.wait_for_function("() => document.querySelectorAll('#method-grid img').length >= 8", timeout=60_000)
+    cells = page.locator("#method-grid img")
+    assert cells.count() == 8 and all(w >= 224 for w in cells.evaluate_all("imgs => imgs.map(i => i.naturalWidth)"))
+    assert "SDD" in page.locator("#method-grid").inner_text() and "needs a gallery" not in page.locator("#words").inner_text()
+    expect(page.locator("#legend")).to_contain_text("green - grey - red")
+    expect(page.locator("#legend")).to_contain_text("dark - bright")
+    # the viewer shows both faces whole and large: its picture is the pair of maps, not a crop
+    view = page.locator("#viewer-image img").first
+    w, h = view.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    assert h >= 512 and w == 2 * h + 8, (w, h)
+    cells.nth(6).click()  # face B's Grad-CAM cell
+    expect(page.locator("#viewer")).to_contain_text("Grad-CAM")
 
-    shot = tmp_path / "face_tab.png"
-    page.screenshot(path=str(shot), full_page=True)
-    data = shot.read_bytes()
+    data = _screenshot(page, tmp_path, "face_tab").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, f"screenshot of {len(data)} bytes"
-    if os.environ.get("XFV_SCREENSHOTS"):
-        out = Path(os.environ["XFV_SCREENSHOTS"])
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, out / shot.name)
 
 
 def test_browser_text_file_named_jpg_gets_a_not_an_image_message(page, tmp_path):
@@ -178,14 +198,17 @@ def test_browser_text_file_named_jpg_gets_a_not_an_image_message(page, tmp_path)
         load_image(stream)
     expected = str(err.value)
 
-    # The .jpg name passes the browser's accept="image/*" check, so the server sees the file.
+    # The .jpg name passes the browser's accept="image/*" check, so the server sees the file
+    # and says at once, next to the photo, what is wrong (before any Compare).
     _upload(page, "photo_a", notes)
-    _upload(page, "photo_b", notes)
-    page.click("#compare")
-    toast = page.locator(".toast-body.error [data-testid=toast-text]").filter(has_text="notes.jpg").first
-    sync_api.expect(toast).to_be_visible(timeout=60_000)
-    text = toast.inner_text()
+    note = page.locator("#photo_a_note")
+    sync_api.expect(note).to_contain_text("Photo A cannot be used", timeout=60_000)
+    text = note.inner_text()
     assert "not an image" in text and expected in text, text
+    _upload(page, "photo_b", notes)
+    sync_api.expect(page.locator("#photo_b_note")).to_contain_text("Photo B cannot be used", timeout=60_000)
+    page.click("#compare")
+    sync_api.expect(page.locator("#verdict")).to_contain_text("cannot be used", timeout=60_000)
     assert page.locator("#crop_a img").count() == 0
 
 
@@ -224,8 +247,60 @@ def test_browser_explore_runs_an_uploaded_zip_and_reads_nothing_else(page, tmp_p
     table = page.locator("#explore_table")
     sync_api.expect(table).to_contain_text("/etc/passwd: not in your upload")
     sync_api.expect(table).to_contain_text("../secret.jpg: not in your upload")
-    page.screenshot(path=str(tmp_path / "explore_tab.png"), full_page=True)
-    if os.environ.get("XFV_SCREENSHOTS"):
-        out = Path(os.environ["XFV_SCREENSHOTS"])
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / "explore_tab.png", out / "explore_tab.png")
+    table.locator("span.text:visible").filter(has_text="img10.jpg").first.click()  # the compared row: its grid and the viewer, whole maps
+    page.wait_for_function("() => document.querySelectorAll('#explore_maps img').length == 2", timeout=60_000)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#explore_viewer_image img'); return i && i.complete && i.naturalWidth > 0; }", timeout=60_000
+    )
+    w, h = page.locator("#explore_viewer_image img").first.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    assert h >= 512 and w == 2 * h + 8, (w, h)
+    _screenshot(page, tmp_path, "explore_tab")
+
+
+def test_browser_xray_tab_says_what_is_missing_and_previews_a_dicom(page, tmp_path):
+    """Before any upload the tab says what is missing and the one command that fetches it;
+    a DICOM upload is previewed, windowed as the model reads it."""
+    import numpy as np
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    page.get_by_role("tab", name="Chest X-ray").click()
+    status = page.locator("#cxr_status")
+    sync_api.expect(status).to_contain_text("python -m core fetch-weights cxr")
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.1", generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(tmp_path / "x.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 64, 48, 1, 16, 12, 11, 0
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) % 4096).tobytes()
+    pydicom.dcmwrite(str(tmp_path / "x.dcm"), ds, enforce_file_format=True)
+    page.locator("#xray input[type=file]").set_input_files(str(tmp_path / "x.dcm"))
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#cxr_preview img'); return i && i.complete && i.naturalWidth > 0; }", timeout=60_000
+    )
+    assert page.locator("#cxr_preview img").first.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [48, 64]
+    _screenshot(page, tmp_path, "xray_tab")
+
+
+@pytest.mark.needs_data
+def test_browser_chat_answers_from_the_send_button_and_a_suggestion(page, tmp_path):
+    _upload(page, "photo_a", MISC / "obama.jpg")
+    _upload(page, "photo_b", MISC / "obama2.jpg")
+    page.locator("#methods input[name=xmap3]").uncheck()
+    page.click("#compare")
+    sync_api.expect(page.locator("#verdict")).to_contain_text("same person", timeout=COMPARE_TIMEOUT_MS)
+    page.get_by_role("tab", name="Ask about the result").click()
+    suggestion = page.locator("#suggestion-0")
+    sync_api.expect(suggestion).to_be_visible(timeout=30_000)
+    asked = suggestion.inner_text()
+    suggestion.click()
+    bot = page.locator("#chatbot")
+    sync_api.expect(bot).to_contain_text(asked, timeout=30_000)
+    sync_api.expect(bot).to_contain_text("answer match")
+    page.locator("#question textarea").fill("How sure is it?")
+    page.click("#send")
+    sync_api.expect(bot).to_contain_text("C-Score", timeout=30_000)
+    assert "About this result" in bot.inner_text()  # answers are marked with the comparison they are about
+    _screenshot(page, tmp_path, "chat_tab")

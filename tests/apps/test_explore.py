@@ -120,3 +120,12 @@ def test_a_zip_upload_keeps_its_folders(runner, tmp_path):
         z.writestr("../../etc/cron.d/x.csv", "file_x,file_y\n")
     refused = run_explore_uploads(runner, [str(bad)], [], "fast", 0, tmp_path / "out2")
     assert not refused["ok"] and "points outside the archive" in refused["message"]
+
+
+def test_the_summary_of_a_batch_where_nothing_was_compared_is_true():
+    from apps.explore import summary_markdown
+    from core.batch import BatchRow, batch_summary
+
+    rows = [BatchRow(0, "a.jpg", "b.jpg", "same", error="a.jpg: not in your upload")]
+    text = summary_markdown(batch_summary(rows))
+    assert "no pair could be compared" in text and "no labelled pair" not in text and "no calibration" not in text

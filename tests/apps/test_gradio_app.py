@@ -22,7 +22,8 @@ def test_compare_faces_reports_errors_as_messages(runner):
 
 
 def test_confidence_bar():
-    assert "0.970" in confidence_bar(0.97, True) and "97.0%" in confidence_bar(0.97, True)
+    assert "0.970" in confidence_bar(0.97, True) and "width:94.0%" in confidence_bar(0.97, True)  # the bar spans 0.5-1
+    assert "width:0.0%" in confidence_bar(0.5, False) and confidence_bar(0.9, True).count("#") == confidence_bar(0.9, False).count("#")
     assert "No C-Score" in confidence_bar(None, False)
 
 
@@ -101,23 +102,34 @@ def test_the_last_comparison_exports_an_audit_report(runner, tmp_path):
     from pathlib import Path
 
     page = Path(files[0]).read_text()
-    assert 'id="m-cam"' in page and "deletion_auc" in page
+    assert 'id="m-cam"' in page and "random map (baseline)" in page
     with pytest.raises(ValueError, match="compare two photos first"):
         export_report(None, None)
 
 
 @pytest.mark.needs_data
-def test_each_method_has_its_own_panel_and_a_failure_stays_in_its_panel(runner):
-    from apps.gradio_app import _panel_updates
+def test_the_page_shows_a_grid_a_legend_and_the_viewer_and_a_failure_in_words(runner):
+    import asyncio
 
-    out = compare_faces(runner, load_image(MISC / "obama.jpg"), load_image(MISC / "biden.jpg"), ["xmap3", "vit_lrp"], "fast", deletion_scores=False)
-    slots = ["xmap1", "xmap3", "vit_lrp"]
-    updates = _panel_updates(out["panels"], slots)
-    assert len(updates) == 4 * len(slots)
-    hidden, shown, failed = updates[0:4], updates[4:8], updates[8:12]
-    assert hidden[0]["visible"] is False and hidden[2] is None
-    assert shown[0]["visible"] is True and shown[2].shape[0] == 112 and "X-Map III" in shown[1] and shown[3].startswith("- ")
-    assert failed[0]["visible"] is True and failed[2] is None and "**Failed:**" in failed[3] and "vit" in failed[3]
+    demo = build_demo(runner)
+    fns = _handlers(demo)
+    a, b = load_image(MISC / "obama.jpg"), load_image(MISC / "biden.jpg")
+    out = asyncio.run(fns["on_compare"]("sface", a, b, ["xmap3", "grad_cam", "vit_lrp"], "fast", False, progress=lambda *x, **k: None))
+    verdict, _, _, _, _, notes, last, _, _, grid, legend, title, image, _raw, bar, _words, method = out
+    assert "different people" in verdict.lower()
+    cells = grid["value"]
+    assert grid["columns"] == 2 and len(cells) == 4 and all(img.shape[:2] == (256, 256) for img, _ in cells)
+    assert cells[0][1].startswith("X-Map III (occlusion") and ", face A: " in cells[0][1] and cells[3][1].startswith("Grad-CAM, face B")
+    assert "green - grey - red" in legend and "dark - bright" in legend  # both colour scales, named
+    assert "ViT-LRP" in notes and "vit" in notes  # the failure is said in words, not an empty picture
+    assert method == "xmap3" and image.shape[0] == 512 and bar.shape[1] == 512 and "X-Map III" in title
+    # a click on Grad-CAM's face-B cell opens it in the viewer
+    import gradio as gr
+
+    clicked = fns["on_cell"](last, 0.5, gr.SelectData(None, {"index": 3, "value": None}))
+    assert clicked[5] == "grad_cam" and "Grad-CAM" in clicked[0] and clicked[1].shape[0] == 512
+    faded = fns["on_opacity"](last, 0.0, "grad_cam")  # opacity 0: the photos alone
+    assert faded[1].shape == clicked[1].shape and not np.array_equal(faded[1], clicked[1])
 
 
 def _handlers(demo) -> dict:
@@ -148,9 +160,15 @@ def test_the_explore_tab_runs_a_csv_filters_it_and_opens_the_clicked_row(runner,
     shown, state, message = fns["on_filter"](state, "different people", "any", 0.0, "", "index", False)
     assert message == "1 of 3 pairs shown." and [r[0] for r in shown["value"]["data"]] == [1]
     line = shown["value"]["data"][0]
-    verdict, face_a, face_b, maps, words = fns["on_select"](state, gr.SelectData(None, {"index": [0, 2], "value": line[2], "row_value": line}))
+    verdict, grid, picked, title, image, _raw, bar, _words, method = fns["on_select"](
+        state, gr.SelectData(None, {"index": [0, 2], "value": line[2], "row_value": line})
+    )
     assert verdict.startswith("**Different people") and "the decision is **right**" in verdict
-    assert face_a.shape == face_b.shape == (112, 112, 3) and len(maps) == 1 and "CAM" in maps[0][1] and "CAM" in words
+    cells = grid["value"]  # the same grid as the face tab: one column (CAM), a row per face, whole maps
+    assert grid["columns"] == 1 and len(cells) == 2 and cells[0][0].shape == (256, 256, 3) and "CAM" in cells[1][1]
+    assert method == "cam" and image.shape[0] == 512 and "CAM" in title and bar.shape[1] == 512
+    again = fns["on_pair_cell"](picked, 1.0, gr.SelectData(None, {"index": 1, "value": None}))
+    assert again[5] == "cam" and again[1].shape == image.shape
 
 
 @pytest.mark.needs_data

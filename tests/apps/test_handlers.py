@@ -84,13 +84,14 @@ def test_xray_errors_are_messages(tmp_path):
 def test_faces_are_read_by_core_and_non_images_say_so(tmp_path):
     import gradio as gr
 
-    from apps.gradio_app import face_image
+    from apps.gradio_app import UploadProblem, face_image, photo_note
 
     bad = tmp_path / "notes.jpg"
     bad.write_text("hello, not a photo")
     comp = face_image()
-    with pytest.raises(gr.Error, match=r"notes\.jpg is text, not an image"):
-        comp.preprocess(gr.FileData(path=str(bad), orig_name="notes.jpg"))
+    problem = comp.preprocess(gr.FileData(path=str(bad), orig_name="notes.jpg"))  # said next to the photo, at once
+    assert isinstance(problem, UploadProblem) and "notes.jpg is text, not an image" in problem
+    assert photo_note(problem, "A").startswith("**Photo A cannot be used:** notes.jpg is text") and photo_note(None, "A") == ""
     good = tmp_path / "grey.png"
     from PIL import Image
 

@@ -35,7 +35,7 @@ def _png() -> bytes:
 def test_page_renders_both_tabs_with_the_default_model_first():
     at = _page()
     assert not at.exception
-    assert [t.label for t in at.tabs] == ["Face verification", "Chest X-ray", "Ask about the result"]
+    assert [t.label for t in at.tabs] == ["Face verification", "Chest X-ray", "Ask about the result", "Explore"]
     model = at.selectbox(key="model")
     assert model.value == DEFAULT_MODEL and "SFace" in model.options[0]
     methods = at.multiselect(key="methods")
@@ -97,9 +97,11 @@ def test_compare_two_uploaded_faces_shows_the_verdict_and_the_method_panel():
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("same person" in m.value.lower() for m in at.markdown)
     assert "C-Score" in at.html[0].value
-    panel = at.container(key="panel-cam")
-    assert any(m.value.startswith("**CAM (exact decomposition)") for m in panel.markdown)
-    assert at.dataframe and list(at.dataframe[0].value.columns) == ["method", "face", "region", "similar %", "dissimilar %", "area %"]
+    grid = at.container(key="faces-grid")  # the method grid: CAM for face A and face B
+    assert len(grid.get("image")) == 2
+    viewer = at.container(key="faces-viewer")
+    assert any(m.value.startswith("### CAM (exact decomposition)") for m in viewer.markdown)
+    assert at.dataframe and list(at.dataframe[0].value.columns)[:3] == ["method", "face", "region"]
     # the result stays across reruns; the report comes as two downloads
     at.button(key="export").click().run()
     assert not at.exception and any("same person" in m.value.lower() for m in at.markdown)

@@ -1,0 +1,123 @@
+"""The Gradio page's Explore tab: the explorer and viewer of the X-Map platform for a user's
+own data (handlers: ``apps.explore``; grid and viewer: ``apps.grid``, as the face tab)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from apps.gradio_parts import PHOTO_SUFFIXES, _viewer_updates, cancellable
+from apps.grid import cell_method, grid_columns, grid_items, viewer
+from apps.handlers import PRESETS, Runners, method_choices, model_choices, runner_capabilities, work_dir
+from apps.uploads import server_paths_allowed
+
+
+def explore_tab(runners: Runners) -> None:
+    """The explorer and viewer of the X-Map platform for a user's own data: a pairs CSV (or
+    a folder of identity sub-folders) through the batch path with progress, a table to sort
+    and filter, and the maps of the row clicked (handlers: ``apps.explore``)."""
+    from apps import explore
+
+    def frame(table: dict[str, Any]) -> dict[str, Any]:
+        return gr.update(value={"headers": table["headers"], "data": table["values"]})
+
+    async def on_run(model, upload, methods, preset, per_label, folder=None, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+        return await cancellable(run_now, model, upload, methods, preset, per_label, folder, progress)
+
+    def run_now(model, upload, methods, preset, per_label, folder, progress):
+        report = lambda f, msg: progress(f, desc=msg)  # noqa: E731
+        folder = (folder or "").strip() if server_paths else ""
+        if folder and not upload:  # the operator allowed server paths (XFV_SERVER_PATHS=1): a local installation
+            out = explore.run_explore(runners.get(model), folder, methods or [], preset, per_label or None, work_dir("explore"), report)
+        else:
+            out = explore.run_explore_uploads(runners.get(model), upload, methods or [], preset, per_label or None, work_dir("explore"), report)
+        if not out["ok"]:
+            return out["message"], gr.update(value=None), None
+        state = {"out": out["out"], "rows": out["rows"], "methods": out["methods"], "shown": out["rows"]}
+        return out["summary"], frame(out["table"]), state
+
+    def on_filter(state, decision, correct, min_c, text, sort_by, descending):
+        if not state:
+            return gr.update(), state, ""
+        out = explore.explore_table(state["rows"], state["methods"], decision, correct, min_c, text, sort_by, descending)
+        if not out["ok"]:
+            return gr.update(), state, out["message"]
+        return frame(out["table"]), {**state, "shown": out["rows"]}, out["message"]
+
+    def on_select(state, evt: gr.SelectData):
+        if not state:
+            return "Run a batch first.", gr.update(value=None, visible=False), None, *_viewer_updates(None)
+        row = evt.row_value or []
+        index = int(row[0]) if row and str(row[0]).lstrip("-").isdigit() else explore.selected_index(state["shown"], evt.index)
+        view = explore.explore_view(state["out"], index)
+        if not view["ok"]:
+            return view["message"], gr.update(value=None, visible=False), None, *_viewer_updates(None)
+        res = view["result"]  # the saved pair, rebuilt exactly: the same grid and viewer as the face tab
+        cells = grid_items(res)
+        first = next((p["method"] for p in view["panels"] if p["image"] is not None), None)
+        grid = gr.update(value=cells or None, columns=grid_columns(res), visible=bool(cells), selected_index=None)
+        return view["message"] + ("\n\n" + view["words"] if view["words"] else ""), grid, {"kind": "faces", "result": res}, \
+            *_viewer_updates(viewer(res, first) if first else None)  # fmt: skip
+
+    def on_pair_cell(picked, opacity, evt: gr.SelectData):
+        if not picked:
+            return _viewer_updates(None)
+        return _viewer_updates(viewer(picked["result"], cell_method(picked["result"], evt.index), opacity))
+
+    def on_pair_opacity(picked, opacity, method):
+        if not picked or not method:
+            return _viewer_updates(None)
+        return _viewer_updates(viewer(picked["result"], method, opacity))
+
+    server_paths = server_paths_allowed()
+    with gr.Tab("Explore", id="explore"):
+        gr.Markdown("Upload a pairs CSV (`file_x,file_y[,same]`, or `file,identity`) with its photos, or one `.zip` of the CSV and the "
+                    "photos (folders kept; a `.zip` of identity sub-folders works without a CSV). The pairs go through the batch "
+                    "path (`python -m core batch`); then sort and filter them and click one to see its maps. Names in the CSV "
+                    "are relative to it and must be in the upload.")  # fmt: skip
+        with gr.Row():
+            upload = gr.File(label="Pairs CSV and photos, or a .zip", file_types=[".csv", ".zip", *PHOTO_SUFFIXES], file_count="multiple",
+                             type="filepath", elem_id="explore_upload")  # fmt: skip
+            # a server path box only where the operator allows it (XFV_SERVER_PATHS=1): never on a public server
+            folder = gr.Textbox(label="...or a CSV or folder on this server", placeholder="../shared/data/faces/deepface/pairs.csv") \
+                if server_paths else None  # fmt: skip
+        with gr.Row():
+            model = gr.Dropdown(model_choices(), value=runners.default, label="Face model")
+            methods = gr.CheckboxGroup(method_choices(runner_capabilities(runners.get())), value=["xmap3"], label="Explanation methods")
+            preset = gr.Radio([(v, k) for k, v in PRESETS.items()], value="fast", label="Preset")
+            per_label = gr.Number(value=5, precision=0, label="Pairs per label (0: all)")
+        run = gr.Button("Run the batch", variant="primary", elem_id="explore_run")
+        summary = gr.Markdown(elem_id="explore_summary")
+        with gr.Row():
+            decision = gr.Dropdown(list(explore.DECISION_CHOICES), value="any", label="Decision")
+            correct = gr.Dropdown(list(explore.CORRECT_CHOICES), value="any", label="Correctness")
+            min_c = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="C-Score at least")
+            text = gr.Textbox(label="File name contains")
+            sort_by = gr.Dropdown(["index", "c_score", "similarity", "correct", "decision", "runtime_s"], value="index", label="Sort by")
+            descending = gr.Checkbox(value=False, label="Descending")
+        shown = gr.Markdown()
+        table = gr.Dataframe(label="Pairs (click a row to see its maps)", interactive=False, elem_id="explore_table")
+        state = gr.State(None)
+        view_msg = gr.Markdown(elem_id="explore_verdict")
+        picked = gr.State(None)
+        view_maps = gr.Gallery(label="Maps of the pair: face A (top row), face B (bottom row); click one to see it large", columns=2,
+                               object_fit="contain", allow_preview=False, height=2 * 300 + 40, visible=False, elem_id="explore_maps")  # fmt: skip
+        with gr.Column(elem_id="explore_viewer"):
+            x_title = gr.Markdown()
+            x_opacity = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Map over photo (0: the photo, 1: the map)")
+            x_image = gr.Image(label="Face A | face B", interactive=False, elem_id="explore_viewer_image")
+            with gr.Row():
+                x_raw = gr.Image(label="The raw maps (one scale for both faces)", interactive=False)
+                x_bar = gr.Image(show_label=False, interactive=False, height=60, buttons=[])
+            x_words = gr.Markdown()
+            x_method = gr.State(None)
+        parts = [x_title, x_image, x_raw, x_bar, x_words, x_method]
+        inputs = [model, upload, methods, preset, per_label] + ([folder] if folder is not None else [])
+        run.click(on_run, inputs, [summary, table, state], concurrency_limit=1, concurrency_id="model")
+        filters = [state, decision, correct, min_c, text, sort_by, descending]
+        for control in filters[1:]:
+            control.change(on_filter, filters, [table, state, shown])
+        table.select(on_select, [state], [view_msg, view_maps, picked, *parts])
+        view_maps.select(on_pair_cell, [picked, x_opacity], parts)
+        x_opacity.release(on_pair_opacity, [picked, x_opacity, x_method], parts)
