@@ -261,21 +261,13 @@ def test_browser_xray_tab_says_what_is_missing_and_previews_a_dicom(page, tmp_pa
     """Before any upload the tab says what is missing and the one command that fetches it;
     a DICOM upload is previewed, windowed as the model reads it."""
     import numpy as np
-    import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from ..hostile import dicom
 
     page.get_by_role("tab", name="Chest X-ray").click()
     status = page.locator("#cxr_status")
     sync_api.expect(status).to_contain_text("python -m core fetch-weights cxr")
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.1", generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(tmp_path / "x.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 64, 48, 1, 16, 12, 11, 0
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.PixelData = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) % 4096).tobytes()
-    pydicom.dcmwrite(str(tmp_path / "x.dcm"), ds, enforce_file_format=True)
+    dicom(tmp_path / "x.dcm", (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) % 4096))  # a 64 x 48 16-bit X-ray
     page.locator("#xray input[type=file]").set_input_files(str(tmp_path / "x.dcm"))
     page.wait_for_function(
         "() => { const i = document.querySelector('#cxr_preview img'); return i && i.complete && i.naturalWidth > 0; }", timeout=60_000
