@@ -28,13 +28,14 @@ from apps.gradio_parts import (
     _viewer_updates,
     cancellable,
     face_image,
-    needs_gallery,
+    on_cell,
+    on_opacity,
     photo_note,
     preview_xray,
     read_upload,
     xray_status_text,
 )
-from apps.grid import cell_method, grid_columns, grid_items, legend_html, viewer
+from apps.grid import grid_columns, grid_items, legend_html, viewer
 from apps.handlers import (
     CXR_SALIENCY,
     INTRO,
@@ -64,7 +65,7 @@ from apps.handlers import (
 )
 from apps.uploads import gallery_from_uploads, upload_paths
 from core.errors import XFVError
-from core.registry import explainer_spec
+from core.registry import explainer_spec, needs_gallery
 
 __all__ = ["UploadProblem", "build_demo", "compare_faces", "confidence_bar", "cost_text", "explanation_panels", "export_report",
            "face_image", "faithfulness_words", "method_choices", "photo_note", "read_upload", "runner_capabilities"]  # fmt: skip
@@ -143,17 +144,6 @@ def build_demo(
         except XFVError as e:
             return None, f"**This gallery cannot be used:** {e}"
         return {"folder": str(folder)}, f"Gallery for SDD: {note}."
-
-    def on_cell(last, opacity, evt: gr.SelectData):
-        if not last or last.get("kind") != "faces":
-            return _viewer_updates(None)
-        res = last["result"]
-        return _viewer_updates(viewer(res, cell_method(res, evt.index), opacity))
-
-    def on_opacity(last, opacity, method):
-        if not last or last.get("kind") != "faces" or not method:
-            return _viewer_updates(None)
-        return _viewer_updates(viewer(last["result"], method, opacity))
 
     def on_export(last):
         if not last or last.get("kind") != "faces":

@@ -7,8 +7,8 @@ from typing import Any
 
 import gradio as gr
 
-from apps.gradio_parts import PHOTO_SUFFIXES, _viewer_updates, cancellable
-from apps.grid import cell_method, grid_columns, grid_items, viewer
+from apps.gradio_parts import PHOTO_SUFFIXES, _viewer_updates, cancellable, on_cell, on_opacity
+from apps.grid import grid_columns, grid_items, viewer
 from apps.handlers import PRESETS, Runners, method_choices, model_choices, runner_capabilities, work_dir
 from apps.uploads import server_paths_allowed
 
@@ -60,16 +60,6 @@ def explore_tab(runners: Runners) -> None:
         return view["message"] + ("\n\n" + view["words"] if view["words"] else ""), grid, {"kind": "faces", "result": res}, \
             *_viewer_updates(viewer(res, first) if first else None)  # fmt: skip
 
-    def on_pair_cell(picked, opacity, evt: gr.SelectData):
-        if not picked:
-            return _viewer_updates(None)
-        return _viewer_updates(viewer(picked["result"], cell_method(picked["result"], evt.index), opacity))
-
-    def on_pair_opacity(picked, opacity, method):
-        if not picked or not method:
-            return _viewer_updates(None)
-        return _viewer_updates(viewer(picked["result"], method, opacity))
-
     server_paths = server_paths_allowed()
     with gr.Tab("Explore", id="explore"):
         gr.Markdown("Upload a pairs CSV (`file_x,file_y[,same]`, or `file,identity`) with its photos, or one `.zip` of the CSV and the "
@@ -119,5 +109,5 @@ def explore_tab(runners: Runners) -> None:
         for control in filters[1:]:
             control.change(on_filter, filters, [table, state, shown])
         table.select(on_select, [state], [view_msg, view_maps, picked, *parts])
-        view_maps.select(on_pair_cell, [picked, x_opacity], parts)
-        x_opacity.release(on_pair_opacity, [picked, x_opacity, x_method], parts)
+        view_maps.select(on_cell, [picked, x_opacity], parts)
+        x_opacity.release(on_opacity, [picked, x_opacity, x_method], parts)

@@ -13,12 +13,12 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from apps.grid import cell_method, viewer
 from apps.handlers import CXRModels
 from apps.uploads import BUNDLE_SUFFIXES
 from apps.work import ServerStoppingError, run_cancellable
 from core.errors import XFVError
 from core.io import load_image
-from core.registry import explainer_spec
 
 
 class UploadProblem(str):
@@ -95,20 +95,28 @@ def _last_scope(history: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def needs_gallery(method: str) -> bool:
-    """Whether a method compares against a gallery of identities (SDD's family)."""
-    try:
-        return explainer_spec(method).family == "sdd"
-    except XFVError:
-        return False
-
-
 def _viewer_updates(view: dict[str, Any] | None) -> list[Any]:
     """Title, picture, raw maps, colour bar, words and method of the viewer."""
     if not view or not view.get("ok"):
         message = (view or {}).get("message", "_Compare two photos, then click a map of the grid to see it here._")
         return [message, None, None, None, "", None]
     return [view["title"], view["image"], view["raw"], view["bar"], view["words"], view["method"]]
+
+
+def on_cell(last: dict[str, Any] | None, opacity: float, evt: gr.SelectData) -> list[Any]:
+    """The viewer of the grid cell clicked, for the face tab's last result or Explore's pair
+    (both ``{"kind": "faces", "result": PairResult}``)."""
+    if not last or last.get("kind") != "faces":
+        return _viewer_updates(None)
+    res = last["result"]
+    return _viewer_updates(viewer(res, cell_method(res, evt.index), opacity))
+
+
+def on_opacity(last: dict[str, Any] | None, opacity: float, method: str | None) -> list[Any]:
+    """The viewer of ``method`` again, at another opacity."""
+    if not last or last.get("kind") != "faces" or not method:
+        return _viewer_updates(None)
+    return _viewer_updates(viewer(last["result"], method, opacity))
 
 
 async def cancellable(fn: Any, *args: Any) -> Any:

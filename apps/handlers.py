@@ -182,8 +182,9 @@ def faithfulness_words(scores: dict[str, float] | None, random: dict[str, float]
         return ""
     text = f"deletion score {scores['deletion_auc']:+.3f}"
     if random:
-        verdict = "better than" if scores["deletion_auc"] < random["deletion_auc"] else "not better than"
-        text += f" (random map {random['deletion_auc']:+.3f}; lower is more faithful: {verdict} random)"
+        from apps.grid import faithfulness_badge
+
+        text += f" (random map {random['deletion_auc']:+.3f}; lower is more faithful: {faithfulness_badge(scores, random)})"
     return text
 
 

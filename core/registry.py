@@ -198,6 +198,13 @@ def forward_passes(methods: list[str] | tuple[str, ...], input_size: int, **knob
     return out
 
 
+def needs_gallery(method: str) -> bool:
+    """Whether ``method`` compares against a gallery of identities (SDD's family, knob
+    ``gallery``); False for a name that is not registered."""
+    spec = _EXPLAINERS.get(method)
+    return spec is not None and spec.family == "sdd"
+
+
 def _lazy(module: str, attr: str, *args: Any) -> Callable[..., Any]:
     """A callable that imports ``core.explainers.<module>.<attr>`` on first use and calls it
     with ``args`` plus its own arguments (explainer factories and cost functions)."""

@@ -19,7 +19,7 @@ from .errors import CalibrationError, MethodRequirementError, XFVError
 from .faces.align import align_face
 from .faces.detect import FaceDetector
 from .io import ImageInput, load_image
-from .registry import DEFAULT_MODEL, explainer_spec, get_embedder
+from .registry import DEFAULT_MODEL, explainer_spec, get_embedder, needs_gallery
 from .report import input_record, is_stream
 from .types import AlignedFace, Explanation, FaceEmbedder, FacePair, PairResult
 from .verify.calibration import Calibration, load_calibration
@@ -201,7 +201,7 @@ class Runner:
                     "methods": methods, **{k: v for k, v in knobs.items() if _jsonable(v)}, "inputs": inputs},
         )  # fmt: skip
         caps = model_capabilities(emb)
-        if isinstance(knobs.get("gallery"), (str, Path)) and any(_needs_gallery(m) for m in methods):
+        if isinstance(knobs.get("gallery"), (str, Path)) and any(needs_gallery(m) for m in methods):
             knobs = {**knobs, "gallery": self.gallery(knobs["gallery"])}
         knobs.setdefault("decision_threshold", thr)
         regions: list | None = None
@@ -346,13 +346,6 @@ def _add_region_table(exp: Explanation, masks: list) -> None:
         exp.text.extend(region_sentences(rows, method_label=who, signed=exp.signed))
     exp.extras["regions"] = tables
     exp.extras["region_landmarks"] = [None if rm is None else rm.source for rm in masks]
-
-
-def _needs_gallery(method: str) -> bool:
-    try:
-        return explainer_spec(method).family == "sdd"
-    except XFVError:
-        return False
 
 
 def _sub_progress(progress: Callable[[float, str], Any], start: float, width: float, method: str) -> Callable[[float, str], Any]:

@@ -167,7 +167,7 @@ def test_the_explore_tab_runs_a_csv_filters_it_and_opens_the_clicked_row(runner,
     cells = grid["value"]  # the same grid as the face tab: one column (CAM), a row per face, whole maps
     assert grid["columns"] == 1 and len(cells) == 2 and cells[0][0].shape == (256, 256, 3) and "CAM" in cells[1][1]
     assert method == "cam" and image.shape[0] == 512 and "CAM" in title and bar.shape[1] == 512
-    again = fns["on_pair_cell"](picked, 1.0, gr.SelectData(None, {"index": 1, "value": None}))
+    again = fns["on_cell"](picked, 1.0, gr.SelectData(None, {"index": 1, "value": None}))
     assert again[5] == "cam" and again[1].shape == image.shape
 
 
