@@ -1,4 +1,4 @@
-# `make demo` (serve the Gradio app), `make streamlit` (the Streamlit variant) and `make test` (the whole suite).
+# `make demo` (serve the Gradio app), `make streamlit` (the Streamlit variant) and `make test` (ruff, mypy on core/, the whole suite).
 # The Python environment is shared between clones, keyed by the requirement files:
 # scripts/env.sh builds it once under ~/.cache/xfv and prints its path.
 SHELL := /bin/bash
@@ -30,6 +30,7 @@ streamlit:
 test:
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 lint:
@@ -46,4 +47,4 @@ calibrate:
 	$(PY) -m core calibrate ../shared/data/faces/deepface/identities.csv --images ../shared/data/faces/deepface
 
 clean:
-	rm -rf .pytest_cache .ruff_cache **/__pycache__
+	rm -rf .pytest_cache .ruff_cache .mypy_cache **/__pycache__

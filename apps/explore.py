@@ -1,7 +1,7 @@
 """Handlers of the app's Explore tab: a pairs CSV (or a folder of identity sub-folders) run
 through the batch path (``core.batch``) with progress, then a table of pairs to sort and
-filter, and the maps of the pair a user clicks. The "explorer" and "viewer" of the X-Map
-web platform, for a user's own data.
+filter, a page of ``PAGE_SIZE`` lines at a time, and the maps of the pair a user clicks.
+The "explorer" and "viewer" of the X-Map web platform, for a user's own data.
 
 Pure functions, no ``gr.Blocks``: the UI wires them. Every number is computed in
 ``core``; errors come back as messages, never as raises. A run's results live in its
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 #: Choices of the table's filters: label shown -> value passed to ``core.batch.filter_rows``.
 DECISION_CHOICES = {"any": None, "same person": SAME, "different people": DIFFERENT}
 CORRECT_CHOICES = {"any": None, "correct": True, "wrong": False}
+#: Lines of the table on one page: a batch of thousands of pairs is shown a page at a time.
+PAGE_SIZE = 50
 
 
 def _path(source: Any) -> str | None:
@@ -77,17 +79,51 @@ def _table(rows: list[BatchRow], methods: list[str]) -> dict[str, Any]:
     return {"headers": headers, "values": values, "indices": [r.index for r in rows]}
 
 
+def page_bounds(n: int, page: Any = 0, page_size: int = PAGE_SIZE) -> tuple[int, int, int, int]:
+    """``(page, pages, start, stop)`` for page ``page`` (0-based) of ``n`` lines cut in
+    pages of ``page_size``: ``pages`` is at least 1, a page past either end (or no number)
+    is clamped to the last or first one, and its lines are ``start`` to ``stop - 1``."""
+    size = max(1, int(page_size))
+    pages = max(1, -(-int(n) // size))
+    try:
+        wanted = int(page)
+    except (TypeError, ValueError, OverflowError):  # None, NaN, an empty box: the first page
+        wanted = 0
+    page = min(max(wanted, 0), pages - 1)
+    start = page * size
+    return page, pages, start, min(int(n), start + size)
+
+
+def page_message(n_shown: int, n_total: int, page: int = 0, page_size: int = PAGE_SIZE) -> str:
+    """What the table shows: ``"3 of 3 pairs shown."`` when it fits on one page, else
+    ``"rows 51-100 of 2,345 shown (page 2 of 47); 2,345 of 3,000 pairs after the filters"``."""
+    page, pages, start, stop = page_bounds(n_shown, page, page_size)
+    if pages == 1:
+        return f"{n_shown:,} of {n_total:,} pairs shown."
+    return f"rows {start + 1:,}-{stop:,} of {n_shown:,} shown (page {page + 1:,} of {pages:,}); {n_shown:,} of {n_total:,} pairs after the filters"
+
+
+def _paged(shown: list[BatchRow], methods: list[str], page: Any, page_size: int, n_total: int) -> dict[str, Any]:
+    """One page of ``shown``: ``table`` (that page's lines), ``rows`` (all of ``shown``),
+    ``page`` (0-based, clamped), ``pages`` and ``page_message``."""
+    page, pages, start, stop = page_bounds(len(shown), page, page_size)
+    return {"table": _table(shown[start:stop], methods), "rows": shown, "page": page, "pages": pages,
+            "page_message": page_message(len(shown), n_total, page, page_size)}  # fmt: skip
+
+
 def run_explore(runner: Any, source: Any, methods: list[str] | None = None, preset: str = "fast", per_label: int | float | None = None,
                 out_dir: str | Path | None = None, progress: Any = None, images: Any = None,
                 root: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Run a pairs CSV, identities CSV or folder of identity sub-folders through
     ``core.batch.run_batch`` and give what the tab shows: ``ok``, ``message``, ``summary``
-    (Markdown), ``table`` (``headers``, ``values``, ``indices``: the pair index of each
-    line), ``rows`` (the ``BatchRow`` list, to keep as state for filtering), ``methods`` and
-    ``out`` (the folder ``explore_view`` reads). CSV file names are relative to ``images``
-    when given, else to the CSV's folder; with ``root`` (an upload bundle) every file must
-    lie inside it (``core.batch.run_batch``). ``out_dir`` defaults to a new folder under the
-    process's temporary folder (removed at exit); ``per_label`` of 0 or None means every pair."""
+    (Markdown), ``table`` (the first page of ``PAGE_SIZE`` lines: ``headers``, ``values``,
+    ``indices``: the pair index of each line), ``rows`` (the whole ``BatchRow`` list, to keep
+    as state for filtering and paging), ``page`` (0), ``pages``, ``page_message`` (as in
+    ``explore_table``), ``methods`` and ``out`` (the folder ``explore_view`` reads). CSV
+    file names are relative to ``images`` when given, else to the CSV's folder; with
+    ``root`` (an upload bundle) every file must lie inside it (``core.batch.run_batch``).
+    ``out_dir`` defaults to a new folder under the process's temporary folder (removed at
+    exit); ``per_label`` of 0 or None means every pair."""
     src = _path(source)
     if not src:
         return {"ok": False, "message": "Upload a pairs CSV (file_x,file_y[,same]) with its photos, or a .zip of them."}
@@ -103,7 +139,7 @@ def run_explore(runner: Any, source: Any, methods: list[str] | None = None, pres
     summary = res.summary()
     msg = f"Ran {summary['n_pairs']} pairs" + (f"; {summary['n_errors']} could not be compared." if summary["n_errors"] else ".")
     return {"ok": True, "message": msg, "summary": summary_markdown(summary, None if root else out), "summary_data": summary,
-            "table": _table(res.rows, res.methods), "rows": res.rows, "methods": res.methods, "out": str(out)}  # fmt: skip
+            **_paged(res.rows, res.methods, 0, PAGE_SIZE, len(res.rows)), "methods": res.methods, "out": str(out)}  # fmt: skip
 
 
 def _hide(error: Exception, root: str | Path | None) -> str:
@@ -144,42 +180,53 @@ def open_explore(out_dir: Any) -> dict[str, Any]:
         return {"ok": False, "message": f"Could not open this batch: {e}"}
     summary = res.summary()
     return {"ok": True, "message": f"Opened {summary['n_pairs']} pairs.", "summary": summary_markdown(summary, out), "summary_data": summary,
-            "table": _table(res.rows, res.methods), "rows": res.rows, "methods": res.methods, "out": str(out)}  # fmt: skip
+            **_paged(res.rows, res.methods, 0, PAGE_SIZE, len(res.rows)), "methods": res.methods, "out": str(out)}  # fmt: skip
 
 
 def explore_table(rows: list[BatchRow] | None, methods: list[str] | None = None, decision: str | None = "any", correct: str | None = "any",
-                  min_cscore: float | None = None, text: str | None = None, sort_by: str = "index",
-                  descending: bool = False) -> dict[str, Any]:  # fmt: skip
-    """The table after the filters and the sort: ``decision`` and ``correct`` take the
-    labels of ``DECISION_CHOICES`` / ``CORRECT_CHOICES`` (or their values), ``min_cscore``
-    a number (0 or None: no filter), ``text`` a piece of a file name; ``sort_by`` a row key,
-    a header or a method name. Gives ``table`` (as in ``run_explore``), ``rows`` (the
-    lines shown, in order) and ``message`` (how many are shown)."""
+                  min_cscore: float | None = None, text: str | None = None, sort_by: str = "index", descending: bool = False,
+                  page: int = 0, page_size: int = PAGE_SIZE) -> dict[str, Any]:  # fmt: skip
+    """One page of the table after the filters and the sort: ``decision`` and ``correct``
+    take the labels of ``DECISION_CHOICES`` / ``CORRECT_CHOICES`` (or their values),
+    ``min_cscore`` a number (0 or None: no filter), ``text`` a piece of a file name;
+    ``sort_by`` a row key, a header or a method name; ``page`` is 0-based (one past either
+    end is clamped to the first or last page) of ``page_size`` lines. Gives ``table`` (as in
+    ``run_explore``: that page's lines only), ``rows`` (every line after the filters, in
+    order: what ``selected_index`` reads), ``page`` (the page shown, 0-based), ``pages``
+    (at least 1) and ``message`` (which lines are shown, as ``page_message``)."""
     rows = list(rows or [])
     methods = list(methods) if methods is not None else list(dict.fromkeys(m for r in rows for m in r.runtimes))
     dec = DECISION_CHOICES.get(decision, decision) if isinstance(decision, str) else decision
     cor = CORRECT_CHOICES.get(correct, correct) if isinstance(correct, str) else correct
     if isinstance(cor, str):
-        return {"ok": False, "message": f"unknown correctness filter {correct!r}; choose one of: {', '.join(CORRECT_CHOICES)}",
-                "table": _table(rows, methods), "rows": rows}  # fmt: skip
+        return {**_paged(rows, methods, 0, page_size, len(rows)), "ok": False,
+                "message": f"unknown correctness filter {correct!r}; choose one of: {', '.join(CORRECT_CHOICES)}"}  # fmt: skip
     if sort_by not in sort_key_names(methods) and sort_by.lower() not in {h.lower() for h in rows_table([], methods)[0]}:
-        return {"ok": False, "message": f"cannot sort by {sort_by!r}; choose one of: {', '.join(sort_key_names(methods))}",
-                "table": _table(rows, methods), "rows": rows}  # fmt: skip
+        return {**_paged(rows, methods, 0, page_size, len(rows)), "ok": False,
+                "message": f"cannot sort by {sort_by!r}; choose one of: {', '.join(sort_key_names(methods))}"}  # fmt: skip
     shown = sort_rows(filter_rows(rows, dec, cor, float(min_cscore) if min_cscore else None, text), sort_by, bool(descending))
-    return {"ok": True, "message": f"{len(shown)} of {len(rows)} pairs shown.", "table": _table(shown, methods), "rows": shown}
+    out = _paged(shown, methods, page, page_size, len(rows))
+    return {"ok": True, "message": out["page_message"], **out}
 
 
-def selected_index(shown: list[BatchRow] | None, position: Any) -> int | None:
+def selected_index(shown: list[BatchRow] | None, position: Any, page: int = 0, page_size: int = PAGE_SIZE) -> int | None:
     """The pair index of the line a user clicked: ``position`` is the line number in the
-    table shown (or Gradio's ``SelectData.index``, ``[line, column]``)."""
+    page shown (or Gradio's ``SelectData.index``, ``[line, column]``), ``shown`` every line
+    after the filters (``explore_table``'s ``rows``) and ``page`` the page shown (0-based,
+    clamped as ``explore_table`` clamps it). With the default page 0, ``shown`` may also be
+    the page's own rows. None for a line that is not on that page."""
     if isinstance(position, (list, tuple)):
         position = position[0] if position else None
     if position is None or not shown:
         return None
     try:
-        return shown[int(position)].index
-    except (IndexError, ValueError, TypeError):
+        line = int(position)
+    except (ValueError, TypeError, OverflowError):
         return None
+    _, _, start, stop = page_bounds(len(shown), page, page_size)
+    if line < 0 or start + line >= stop:
+        return None
+    return shown[start + line].index
 
 
 def explore_view(out_dir: Any, index: Any) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from apps.gradio_parts import (
     read_upload,
     xray_status_text,
 )
-from apps.grid import grid_columns, grid_items, legend_html, viewer
+from apps.grid import gallery_columns, gallery_items, legend_html, viewer
 from apps.handlers import (
     CXR_SALIENCY,
     INTRO,
@@ -54,6 +54,7 @@ from apps.handlers import (
     example_pairs,
     explanation_panels,
     export_report,
+    faces_in_photo,
     faithfulness_words,
     figure,
     method_choices,
@@ -72,8 +73,10 @@ __all__ = ["UploadProblem", "build_demo", "compare_faces", "confidence_bar", "co
 
 log = logging.getLogger(__name__)
 
-#: Most bytes one upload may have (``launch(max_file_size=...)``).
-MAX_UPLOAD = "20mb"
+#: Most bytes one upload may have (``launch(max_file_size=...)``): the browser refuses larger
+#: files with a toast before sending them. A face photo may have 20 MB
+#: (``apps.gradio_parts.MAX_PHOTO_BYTES``), said next to it; X-rays and bundles have their own budgets.
+MAX_UPLOAD = "100mb"
 
 
 def build_demo(
@@ -97,10 +100,19 @@ def build_demo(
         note = "" if caps is not None else "_The weights of this model are not here: every method is listed, and running says what to download._"
         return gr.update(choices=choices, value=keep), note
 
-    async def on_compare(model, a, b, methods, preset, scores, uploaded_gallery=None, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
-        return await cancellable(compare_now, model, a, b, methods, preset, scores, uploaded_gallery, progress)
+    async def on_compare(model, a, b, methods, preset, scores, uploaded_gallery=None, face_a=None, face_b=None, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+        return await cancellable(compare_now, model, a, b, methods, preset, scores, uploaded_gallery, progress, (face_a, face_b))
 
-    def compare_now(model, a, b, methods, preset, scores, uploaded_gallery, progress):
+    def on_photo(model, image, side, chosen=None):
+        """The note next to a photo, and its faces to choose from when it holds several."""
+        if image is None or isinstance(image, UploadProblem):
+            return photo_note(image, side), gr.update(value=None, visible=False), gr.update(choices=[], value=None, visible=False)
+        found = faces_in_photo(runners.get(model), image, side, int(chosen or 0))
+        several = found["n"] > 1
+        return (found["message"], gr.update(value=found["picture"], visible=several),
+                gr.update(choices=found["choices"], value=int(chosen or 0) if several else None, visible=several))  # fmt: skip
+
+    def compare_now(model, a, b, methods, preset, scores, uploaded_gallery, progress, faces=(None, None)):
         problems = [photo_note(x, side) for x, side in ((a, "A"), (b, "B")) if isinstance(x, UploadProblem)]
         if problems:
             return [" ".join(problems), "", {}, None, None, "", None, gr.update(visible=False, value=None),
@@ -109,7 +121,7 @@ def build_demo(
         wanted = list(methods or [])
         waiting = [m for m in wanted if needs_gallery(m)] if not use else []  # not run and failed: said
         out = compare_faces(runners.get(model), a, b, [m for m in wanted if m not in waiting], preset, progress=lambda f, msg: progress(f, desc=msg),
-                            deletion_scores=bool(scores), gallery=use)  # fmt: skip
+                            deletion_scores=bool(scores), gallery=use, faces=tuple(None if f is None else int(f) for f in faces))  # fmt: skip
         if waiting and out.get("ok"):
             out["panels"] = out["panels"] + [{"method": m, "label": explainer_spec(m).label, "image": None, "text": [],
                                               "error": "needs a gallery of identities: upload one below (a .zip of identity folders, "
@@ -124,11 +136,16 @@ def build_demo(
         regions = gr.update(visible=bool(labels), value=[r for r in out["regions"] if labels and r[0] == labels[0]] or None,
                             label=f"Facial regions of {labels[0]}" if labels else None)  # fmt: skip
         last = {"kind": "faces", "result": res, "faithfulness": out["faithfulness"]}
-        cells = grid_items(res, out["faithfulness"])
+        cells = gallery_items(res, out["faithfulness"])
         shown = [p["method"] for p in out["panels"] if p["image"] is not None]
-        grid = gr.update(value=cells or None, columns=grid_columns(res), visible=bool(cells), selected_index=None)
+        grid = gr.update(value=cells or None, columns=gallery_columns(res), visible=bool(cells), selected_index=None)
         return [out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"], _method_notes(out["panels"]), last, plot, regions,
                 grid, legend_html(shown), *_viewer_updates(viewer(res, shown[0]) if shown else None)]  # fmt: skip
+
+    def region_menu(last):
+        """The region table's method menu, on the method the table shows first."""
+        labels = list(dict.fromkeys(x[0] for x in region_rows(last["result"]))) if last and last.get("kind") == "faces" else []
+        return gr.update(choices=labels, value=labels[0] if labels else None)
 
     def on_region_pick(last, label):
         if not last or last.get("kind") != "faces" or not label:
@@ -200,9 +217,13 @@ def build_demo(
                     with gr.Column():
                         img_a = face_image(label="Photo A (probe)", elem_id="photo_a")
                         note_a = gr.Markdown(elem_id="photo_a_note")
+                        faces_a = gr.Image(label="Faces in photo A", interactive=False, visible=False, elem_id="photo_a_faces")
+                        pick_a = gr.Radio([], label="Face to compare in photo A", visible=False, elem_id="photo_a_pick")
                     with gr.Column():
                         img_b = face_image(label="Photo B (reference)", elem_id="photo_b")
                         note_b = gr.Markdown(elem_id="photo_b_note")
+                        faces_b = gr.Image(label="Faces in photo B", interactive=False, visible=False, elem_id="photo_b_faces")
+                        pick_b = gr.Radio([], label="Face to compare in photo B", visible=False, elem_id="photo_b_pick")
                 if pairs:
                     gr.Examples(pairs, [img_a, img_b], label="Example pairs (genuine and impostor in turn)", examples_per_page=4)
                 with gr.Row():
@@ -288,13 +309,13 @@ def build_demo(
         for control in (methods, preset):
             control.change(lambda md, m, p: cost_text(runners.get(md), m, p), [model, methods, preset], cost)
         viewer_parts = [view_title, view_image, view_raw, view_bar, view_words, view_method]
-        img_a.change(lambda x: photo_note(x, "A"), [img_a], [note_a])
-        img_b.change(lambda x: photo_note(x, "B"), [img_b], [note_b])
-        last.change(lambda r: gr.update(choices=list(dict.fromkeys(x[0] for x in region_rows(r["result"]))) if r and r.get("kind") == "faces"
-                                        else [], value=None), [last], [region_pick])  # fmt: skip
+        for img, note, faces, pick, side in ((img_a, note_a, faces_a, pick_a, "A"), (img_b, note_b, faces_b, pick_b, "B")):
+            img.change(lambda md, x, s=side: on_photo(md, x, s), [model, img], [note, faces, pick], concurrency_limit=2, concurrency_id="detect")
+            pick.input(lambda md, x, c, s=side: on_photo(md, x, s, c)[1], [model, img, pick], [faces], concurrency_limit=2, concurrency_id="detect")
+        last.change(region_menu, [last], [region_pick])
         region_pick.change(on_region_pick, [last, region_pick], [regions])
         gallery_files.change(on_gallery, [gallery_files], [uploaded_gallery, gallery_note])
-        compare.click(on_compare, [model, img_a, img_b, methods, preset, scores, uploaded_gallery],
+        compare.click(on_compare, [model, img_a, img_b, methods, preset, scores, uploaded_gallery, pick_a, pick_b],
                       [verdict, bar, details, crop_a, crop_b, words, last, concepts, regions, grid, legend, *viewer_parts],
                       concurrency_limit=1, concurrency_id="model", api_name="compare")  # fmt: skip
         grid.select(on_cell, [last, opacity], viewer_parts)

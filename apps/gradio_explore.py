@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from apps.gradio_parts import PHOTO_SUFFIXES, _viewer_updates, cancellable, on_cell, on_opacity
-from apps.grid import grid_columns, grid_items, viewer
+from apps.grid import gallery_columns, gallery_items, viewer
 from apps.handlers import PRESETS, Runners, method_choices, model_choices, runner_capabilities, work_dir
 from apps.uploads import server_paths_allowed
 
@@ -34,29 +34,50 @@ def explore_tab(runners: Runners) -> None:
             out = explore.run_explore_uploads(runners.get(model), upload, methods or [], preset, per_label or None, work_dir("explore"), report)
         if not out["ok"]:
             return out["message"], gr.update(value=None), None
-        state = {"out": out["out"], "rows": out["rows"], "methods": out["methods"], "shown": out["rows"]}
+        # "shown": every line after the filters; "page": the page on screen (0-based), for the clicks
+        state = {"out": out["out"], "rows": out["rows"], "methods": out["methods"], "shown": out["rows"], "page": out["page"],
+                 "message": out["page_message"]}  # fmt: skip
         return out["summary"], frame(out["table"]), state
 
-    def on_filter(state, decision, correct, min_c, text, sort_by, descending):
+    def on_ran(state):  # after a run: page 1 and what it shows
+        return (gr.update(value=state["page"] + 1), state["message"]) if state else (gr.update(), gr.update())
+
+    def on_filter(state, decision, correct, min_c, text, sort_by, descending):  # a filter or the sort changed: back to page 1
+        return on_page(state, 1, decision, correct, min_c, text, sort_by, descending)[:3]
+
+    def page_number(state):  # the page box after a filter changed
+        return gr.update(value=state["page"] + 1) if state else gr.update()
+
+    def on_page(state, number, decision, correct, min_c, text, sort_by, descending):
+        """Page ``number`` (1-based, as the box shows it; clamped by the handler) of the filtered table."""
         if not state:
-            return gr.update(), state, ""
-        out = explore.explore_table(state["rows"], state["methods"], decision, correct, min_c, text, sort_by, descending)
+            return gr.update(), state, "", gr.update()
+        page = int(number) - 1 if number is not None else 0
+        out = explore.explore_table(state["rows"], state["methods"], decision, correct, min_c, text, sort_by, descending, page)
         if not out["ok"]:
-            return gr.update(), state, out["message"]
-        return frame(out["table"]), {**state, "shown": out["rows"]}, out["message"]
+            return gr.update(), state, out["message"], gr.update()
+        state = {**state, "shown": out["rows"], "page": out["page"], "message": out["message"]}
+        return frame(out["table"]), state, out["message"], gr.update(value=out["page"] + 1)
+
+    def on_previous(state, number, *filters):
+        return on_page(state, (number or 1) - 1, *filters)
+
+    def on_next(state, number, *filters):
+        return on_page(state, (number or 1) + 1, *filters)
 
     def on_select(state, evt: gr.SelectData):
         if not state:
             return "Run a batch first.", gr.update(value=None, visible=False), None, *_viewer_updates(None)
-        row = evt.row_value or []
-        index = int(row[0]) if row and str(row[0]).lstrip("-").isdigit() else explore.selected_index(state["shown"], evt.index)
+        row = evt.row_value or []  # the line's own "#" cell first: right whatever page or sort the table shows
+        index = int(row[0]) if row and str(row[0]).lstrip("-").isdigit() else \
+            explore.selected_index(state["shown"], evt.index, state.get("page", 0))  # fmt: skip
         view = explore.explore_view(state["out"], index)
         if not view["ok"]:
             return view["message"], gr.update(value=None, visible=False), None, *_viewer_updates(None)
         res = view["result"]  # the saved pair, rebuilt exactly: the same grid and viewer as the face tab
-        cells = grid_items(res)
+        cells = gallery_items(res)
         first = next((p["method"] for p in view["panels"] if p["image"] is not None), None)
-        grid = gr.update(value=cells or None, columns=grid_columns(res), visible=bool(cells), selected_index=None)
+        grid = gr.update(value=cells or None, columns=gallery_columns(res), visible=bool(cells), selected_index=None)
         return view["message"] + ("\n\n" + view["words"] if view["words"] else ""), grid, {"kind": "faces", "result": res}, \
             *_viewer_updates(viewer(res, first) if first else None)  # fmt: skip
 
@@ -86,8 +107,13 @@ def explore_tab(runners: Runners) -> None:
             text = gr.Textbox(label="File name contains")
             sort_by = gr.Dropdown(["index", "c_score", "similarity", "correct", "decision", "runtime_s"], value="index", label="Sort by")
             descending = gr.Checkbox(value=False, label="Descending")
-        shown = gr.Markdown()
-        table = gr.Dataframe(label="Pairs (click a row to see its maps)", interactive=False, elem_id="explore_table")
+        table = gr.Dataframe(label=f"Pairs, {explore.PAGE_SIZE} a page (click a row to see its maps)", interactive=False,
+                             elem_id="explore_table")  # fmt: skip
+        with gr.Row(equal_height=True):
+            previous = gr.Button("Previous", size="sm", scale=0, min_width=100, elem_id="explore_previous")
+            page_no = gr.Number(value=1, precision=0, label="Page", scale=0, min_width=100, elem_id="explore_page")
+            following = gr.Button("Next", size="sm", scale=0, min_width=100, elem_id="explore_next")
+            shown = gr.Markdown(elem_id="explore_shown")
         state = gr.State(None)
         view_msg = gr.Markdown(elem_id="explore_verdict")
         picked = gr.State(None)
@@ -104,10 +130,16 @@ def explore_tab(runners: Runners) -> None:
             x_method = gr.State(None)
         parts = [x_title, x_image, x_raw, x_bar, x_words, x_method]
         inputs = [model, upload, methods, preset, per_label] + ([folder] if folder is not None else [])
-        run.click(on_run, inputs, [summary, table, state], concurrency_limit=1, concurrency_id="model")
+        run.click(on_run, inputs, [summary, table, state], concurrency_limit=1, concurrency_id="model").then(on_ran, [state], [page_no, shown])
         filters = [state, decision, correct, min_c, text, sort_by, descending]
+        one = {"concurrency_limit": 1, "concurrency_id": "explore_page"}  # in the order given: Next right after a typed page
         for control in filters[1:]:
-            control.change(on_filter, filters, [table, state, shown])
+            control.change(on_filter, filters, [table, state, shown], **one).then(page_number, [state], [page_no])
+        paging, paged = [state, page_no, *filters[1:]], [table, state, shown, page_no]
+        previous.click(on_previous, paging, paged, **one)
+        following.click(on_next, paging, paged, **one)
+        for typed in (page_no.submit, page_no.blur):  # not .change: the handlers set the box themselves
+            typed(on_page, paging, paged, **one)
         table.select(on_select, [state], [view_msg, view_maps, picked, *parts])
         view_maps.select(on_cell, [picked, x_opacity], parts)
         x_opacity.release(on_opacity, [picked, x_opacity, x_method], parts)

@@ -6,19 +6,18 @@ through ``apps.handlers`` and ``apps.grid``.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
-from apps.grid import cell_method, viewer
-from apps.handlers import CXRModels
+from apps.grid import gallery_method, viewer
+from apps.handlers import MAX_PHOTO_BYTES, CXRModels
 from apps.uploads import BUNDLE_SUFFIXES
 from apps.work import ServerStoppingError, run_cancellable
 from core.errors import XFVError
-from core.io import load_image
+from core.inputs import load_upload
 
 
 class UploadProblem(str):
@@ -29,17 +28,20 @@ class UploadProblem(str):
 def read_upload(payload: Any) -> np.ndarray | UploadProblem | None:
     """An uploaded photo read by ``core.io.load_image`` (size limits, EXIF orientation, clear
     messages): a file that is not an image gives the user a sentence saying so instead of a
-    decoder's traceback (an ``UploadProblem``). Webcam and clipboard pictures arrive the same way."""
+    decoder's traceback (an ``UploadProblem``), and so does a photo over ``MAX_PHOTO_BYTES``.
+    The pixels come as a ``core.inputs.SourcedImage``: the report names the uploaded file and
+    its SHA-256. Webcam and clipboard pictures arrive the same way."""
     if payload is None:
         return None
     path = getattr(payload, "path", None)
     if path is None or not Path(path).is_file():
         return UploadProblem("the photo did not arrive; upload it again")
     name = getattr(payload, "orig_name", None) or Path(path).name
-    stream = io.BytesIO(Path(path).read_bytes())
-    stream.name = name  # load_image names the file in its messages
     try:
-        return load_image(stream)
+        if Path(path).stat().st_size > MAX_PHOTO_BYTES:  # said before the bytes are read
+            return UploadProblem(f"{name} is {Path(path).stat().st_size / 1e6:.1f} MB, over the {MAX_PHOTO_BYTES / 1e6:.0f} MB a photo may "
+                                 "have here; save it smaller (e.g. as JPEG, or at most about 4,000 px a side)")  # fmt: skip
+        return load_upload(Path(path).read_bytes(), name, MAX_PHOTO_BYTES)  # remembers the file's name and SHA-256 for the report
     except XFVError as e:
         return UploadProblem(str(e))
 
@@ -109,7 +111,7 @@ def on_cell(last: dict[str, Any] | None, opacity: float, evt: gr.SelectData) -> 
     if not last or last.get("kind") != "faces":
         return _viewer_updates(None)
     res = last["result"]
-    return _viewer_updates(viewer(res, cell_method(res, evt.index), opacity))
+    return _viewer_updates(viewer(res, gallery_method(res, evt.index), opacity))
 
 
 def on_opacity(last: dict[str, Any] | None, opacity: float, method: str | None) -> list[Any]:

@@ -94,6 +94,34 @@ def cell_method(res: Any, index: int | None) -> str | None:
     return exps[int(index) % len(exps)].method
 
 
+#: Gradio's grid has at least this many columns: with fewer methods one column would span the
+#: page and blow its maps up past their pixels, so the rows are padded with blank cells.
+MIN_COLUMNS = 4
+
+
+def gallery_columns(res: Any) -> int:
+    """Columns of the Gradio grid: one per method with maps, at least ``MIN_COLUMNS``."""
+    return max(MIN_COLUMNS, grid_columns(res))
+
+
+def gallery_items(res: Any, faithfulness: dict[str, dict[str, float]] | None = None) -> list[tuple[np.ndarray, str]]:
+    """``grid_items`` laid out for ``gallery_columns``: each face's row padded with blank cells."""
+    cells, n, cols = grid_items(res, faithfulness), grid_columns(res), gallery_columns(res)
+    if cols == n or not cells:
+        return cells
+    blank = (np.full((CELL, CELL, 3), 255, np.uint8), "")
+    return [c for row in (cells[:n], cells[n:]) for c in [*row, *[blank] * (cols - n)]]
+
+
+def gallery_method(res: Any, index: int | None) -> str | None:
+    """The method of the Gradio grid's cell at ``index`` (``gallery_items``; None for a blank)."""
+    if index is None:
+        return None
+    n, cols = grid_columns(res), gallery_columns(res)
+    row, col = divmod(int(index), cols)
+    return cell_method(res, row * n + col) if col < n and row < 2 else None
+
+
 def viewer(res: Any, method: str | None, opacity: float = 0.7) -> dict[str, Any]:
     """The viewer of one method: ``image`` (both faces at ``VIEW`` px side by side, the map
     mixed over the photo at ``opacity``), ``raw`` (both raw maps, nearest-neighbour, same

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from apps.chat import ask, chat_scope, chat_suggestions, default_chat  # noqa: F401 (re-exported: the apps import them from here)
+from apps.xray import CXR_SALIENCY, CXRModels, diagnose_xray  # noqa: F401 (re-exported)
 from core import Runner, XFVError, confidence_words, verdict_sentence
 from core.errors import DataError, ModelUnavailableError
 from core.registry import DEFAULT_MODEL, describe_models, explainer_names, explainer_spec
@@ -32,6 +34,11 @@ INTRO = (
     "the two with the selected model and says how sure it is (the C-Score of Knoche et al.: "
     "the probability, learnt from labelled pairs, that the decision is right)."
 )
+
+
+#: Most bytes a face photo may have, in both apps (said next to the upload). The Gradio server
+#: takes files up to ``apps.gradio_app.MAX_UPLOAD`` so that this is said inline, not in a toast.
+MAX_PHOTO_BYTES = 20_000_000
 
 
 # -- temporary files: one folder per process, removed at exit ------------------------------
@@ -228,20 +235,47 @@ def explanation_panels(res, faithfulness: dict[str, dict[str, float]] | None = N
     return panels
 
 
+def faces_in_photo(runner: Runner, image: np.ndarray | None, side: str, chosen: int = 0) -> dict[str, Any]:
+    """The faces found in photo ``side`` right after its upload, for choosing one when there
+    are several: ``n`` (0 when none), ``picture`` (the photo with every face's box numbered
+    1, 2, ... largest first, the ``chosen`` one highlighted; None for one face), ``boxes``, ``choices``
+    ((label, index) pairs) and ``message`` (what to do, or "")."""
+    from core.errors import NoFaceError
+    from core.render import draw_faces
+
+    if image is None:
+        return {"ok": True, "n": 0, "picture": None, "choices": [], "message": ""}
+    try:
+        _, det = runner.find_faces(image, f"photo {side}")
+    except NoFaceError as e:
+        return {"ok": False, "n": 0, "picture": None, "choices": [], "message": f"**Photo {side}:** {e}."}
+    except XFVError as e:
+        return {"ok": False, "n": 0, "picture": None, "choices": [], "message": f"**Photo {side} cannot be used:** {e}."}
+    n = det.n_faces
+    if n <= 1:
+        return {"ok": True, "n": n, "picture": None, "choices": [], "message": ""}
+    choices = [(f"face {i + 1}" + (" (largest)" if i == 0 else ""), i) for i in range(n)]
+    boxes = [f.box for f in det.faces]
+    return {"ok": True, "n": n, "choices": choices, "picture": draw_faces(image, boxes, chosen), "boxes": boxes,
+            "message": f"**Photo {side} holds {n} faces**, numbered on the picture (1 is the largest). Choose the one to compare."}  # fmt: skip
+
+
 def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarray | None, methods: list[str] | None = None,
                   preset: str = "fast", progress: Any = None, deletion_scores: bool = True,
-                  gallery: str | None = None) -> dict[str, Any]:  # fmt: skip
+                  gallery: str | None = None, faces: tuple[int | None, int | None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Everything the page shows for one pair. Errors come back as a message, not a raise;
     a method that fails shows its error in its own panel while the others still show.
     ``deletion_scores`` adds each map's deletion score on this pair (and a random map's);
-    ``gallery`` (a folder or identities CSV) is what SDD compares against."""
+    ``gallery`` (a folder or identities CSV) is what SDD compares against; ``faces``: which
+    face of each photo (``faces_in_photo``'s indices; None: the largest)."""
     if image_a is None or image_b is None:
-        return {"ok": False, "message": "Upload two photos, one on each side."}
+        return {"ok": False, "message": "Upload two photos, one on each side (at most 20 MB each; the browser refuses a file over "
+                                        "100 MB before sending it)."}  # fmt: skip
     knobs: dict[str, Any] = {"preset": preset}
     if gallery:
         knobs["gallery"] = gallery
     try:
-        res = runner.explain(image_a, image_b, methods=methods or (), progress=progress, names=("photo A", "photo B"), **knobs)
+        res = runner.explain(image_a, image_b, methods=methods or (), progress=progress, names=("photo A", "photo B"), faces=faces, **knobs)
         if progress is not None and deletion_scores and res.explanations:
             progress(1.0, "measuring the deletion scores")
         faith = runner.faithfulness(res) if deletion_scores else {}
@@ -332,119 +366,3 @@ def figure(chart: dict[str, Any] | None) -> Any:
 def concept_charts(res: Any) -> list[tuple[str, dict[str, Any]]]:
     """(label, plotly figure dict) of every explanation that carries a chart (``concepts``)."""
     return [(e.label, e.extras["chart"]) for e in res.explanations if e.ok and isinstance(e.extras.get("chart"), dict)]
-
-
-# -- chest X-rays ----------------------------------------------------------------------------
-class CXRModels:
-    """The chest X-ray bottleneck, built once: ``clip`` (default ``XFV_CXR_CLIP`` or BiomedCLIP
-    from the local Hugging Face cache) and an optional trained ``head`` (``XFV_CXR_HEAD``).
-    ``model`` injects one (tests)."""
-
-    def __init__(self, model: Any = None, clip: str | None = None, head: str | None = None) -> None:
-        self._model = model
-        self.clip = clip or os.environ.get("XFV_CXR_CLIP") or None
-        self.head = head or os.environ.get("XFV_CXR_HEAD") or None
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                from core.models.cxr import cxr_bottleneck, load_cxr_clip, load_cxr_head
-
-                clip, tokenizer, spec = load_cxr_clip(self.clip)
-                model = cxr_bottleneck(clip, tokenizer, cache_key=spec)
-                if self.head:
-                    load_cxr_head(model, self.head)
-                self._model = model
-            return self._model
-
-
-CXR_SALIENCY = {"vit_lrp": "ViT-LRP (Chefer et al.)", "vit_lrp_nograd": "No-Grad ViT-LRP", "rollout": "attention rollout", "none": "no map"}
-
-
-def diagnose_xray(models: CXRModels, path: str | Path | None, saliency_method: str = "vit_lrp", top: int = 5) -> dict[str, Any]:
-    """Pleural effusion on one X-ray (PNG, JPEG or DICOM): the decision with its probability,
-    the descriptors in words, a chart of their weights and, where the tower is a ViT, a
-    saliency map of the decision. Errors come back as messages."""
-    from core.cxr import diagnose, saliency
-    from core.explainers.concepts import bar_chart
-
-    if not path:
-        return {"ok": False, "message": "Upload a chest X-ray (PNG, JPEG or DICOM)."}
-    try:
-        model = models.get()
-    except ModelUnavailableError as e:
-        return {"ok": False, "message": f"The chest X-ray model cannot run here: {e}"}
-    try:
-        res = diagnose(model, path, top=top)
-    except XFVError as e:
-        return {"ok": False, "message": f"Could not read this X-ray: {e}"}
-    if res.mode == "supervised":
-        chart = bar_chart([r["descriptor"] for r in res.concepts], [r["weight"] for r in res.concepts],
-                          "Descriptors behind the decision", "weight towards effusion")  # fmt: skip
-    else:
-        chart = bar_chart([r["descriptor"] for r in res.concepts], [r["probability"] for r in res.concepts],
-                          "What CLIP sees (zero-shot)", "probability in its group")  # fmt: skip
-    out: dict[str, Any] = {"ok": True, "result": res, "message": f"**{res.text[0]}**", "words": "\n".join(f"- {t}" for t in res.text[1:]),
-                           "chart": chart, "image": res.image, "saliency": None, "saliency_caption": ""}  # fmt: skip
-    if saliency_method and saliency_method != "none":
-        try:
-            sal = saliency(model, res.image, saliency_method, res.effusion)
-            out["saliency"] = render_map(res.image, sal.map, signed=False)
-            out["saliency_caption"] = f"{CXR_SALIENCY.get(saliency_method, saliency_method)}: evidence for '{sal.explained}'"
-        except XFVError as e:
-            out["saliency_caption"] = f"No saliency map for this model: {e}"
-    return out
-
-
-# -- questions about the last result ---------------------------------------------------------
-_CHAT: dict[str, Any] = {}
-
-
-def default_chat() -> Any:
-    """The process's question answerer (``core.chat.Chat``), made once."""
-    if "chat" not in _CHAT:
-        from core.chat import Chat
-
-        _CHAT["chat"] = Chat()
-    return _CHAT["chat"]
-
-
-def _facts(last: dict[str, Any]) -> Any:
-    from core.chat import facts_from_cxr, facts_from_result
-
-    if last.get("kind") == "cxr":
-        return facts_from_cxr(last["result"])
-    return facts_from_result(last["result"], last.get("faithfulness"))
-
-
-def ask(chat: Any, last: dict[str, Any] | None, question: str | None) -> str:
-    """An answer to ``question`` from the facts of the last result (``last["kind"]`` is
-    "faces" or "cxr"), in markdown, saying where it came from and how well the question
-    matched the facts (the answer's match, not the model's confidence)."""
-    if not question or not question.strip():
-        return "Ask a question about the result, e.g. _How sure is it?_"
-    if not last:
-        return "Compare two photos or diagnose an X-ray first: I answer only from a computed result."
-    ans = (chat or default_chat()).answer(question, _facts(last))
-    return f"{ans.text}\n\n_({ans.caption})_"
-
-
-def chat_suggestions(last: dict[str, Any] | None, n: int = 4) -> list[str]:
-    """Questions the last result's facts can answer (``core.chat.suggestions``); none before a result."""
-    from core.chat import suggestions
-
-    return suggestions(_facts(last), n) if last else []
-
-
-def chat_scope(last: dict[str, Any] | None) -> tuple[str | None, str]:
-    """The id of the result the chat answers about (``core.chat.result_id``) and the words
-    that mark its start in the history."""
-    from core.chat import result_id
-    from core.text.verdict import verdict_sentence
-
-    if not last:
-        return None, ""
-    res = last["result"]
-    what = verdict_sentence(res) if last.get("kind") == "faces" else (res.text[0] if getattr(res, "text", None) else "chest X-ray")
-    return result_id(res), f"About this result: {what}"

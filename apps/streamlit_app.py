@@ -16,6 +16,7 @@ what the tests drive.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ from apps.grid import CELL, cell_method, grid_columns, grid_items, legend_html, 
 from apps.handlers import (  # noqa: E402
     CXR_SALIENCY,
     INTRO,
+    MAX_PHOTO_BYTES,
     PRESETS,
     REGION_HEADERS,
     TITLE,
@@ -46,6 +48,7 @@ from apps.handlers import (  # noqa: E402
     diagnose_xray,
     example_pairs,
     export_report,
+    faces_in_photo,
     figure,
     method_choices,
     model_choices,
@@ -53,8 +56,10 @@ from apps.handlers import (  # noqa: E402
     work_dir,
 )
 from core.errors import XFVError  # noqa: E402
+from core.inputs import load_upload  # noqa: E402
 from core.io import load_image  # noqa: E402
 from core.registry import explainer_spec  # noqa: E402
+from core.render import draw_faces  # noqa: E402
 
 PHOTO_TYPES = ["jpg", "jpeg", "png", "bmp", "webp"]
 XRAY_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
@@ -82,15 +87,35 @@ def examples(folder: str | None) -> list[list[str]]:
 
 # -- inputs ----------------------------------------------------------------------------------
 def read_photo(file: Any) -> np.ndarray | None:
-    """An uploaded or camera photo through ``core.io.load_image`` (size limits, EXIF, modes);
-    a file that is not an image says so with ``st.error`` and gives None."""
+    """An uploaded or camera photo through ``core.inputs.load_upload`` (size limits, EXIF,
+    modes; the report names the file and its SHA-256); a file that is not an image says so
+    with ``st.error`` and gives None."""
     if file is None:
         return None
     try:
-        return load_image(file.getvalue())
+        return load_upload(file.getvalue(), file.name, MAX_PHOTO_BYTES)
     except XFVError as e:
         st.error(f"{file.name}: {e}")
         return None
+
+
+def face_choice(runner: Any, image: np.ndarray, side: str) -> int | None:
+    """When the photo holds several faces: the picture with their boxes numbered and a choice
+    of face (``apps.handlers.faces_in_photo``, kept per photo across reruns); else None."""
+    source = getattr(image, "source", None)  # an upload's SHA-256, else a digest of a subsample (an example photo)
+    key = (side, source["sha256"] if source else hashlib.sha1(np.ascontiguousarray(image[::7, ::7]).tobytes()).hexdigest(), image.shape)
+    found = st.session_state.setdefault("faces_found", {}).get(key)
+    if found is None:
+        found = faces_in_photo(runner, image, side.upper())
+        st.session_state["faces_found"][key] = found
+    if found["message"]:
+        (st.markdown if found["ok"] else st.warning)(found["message"])
+    if found["n"] <= 1:
+        return None
+    chosen = st.radio(f"Face to compare in photo {side.upper()}", [i for _, i in found["choices"]], horizontal=True, key=f"face_{side}",
+                      format_func=dict((i, label) for label, i in found["choices"]).__getitem__)  # fmt: skip
+    st.image(draw_faces(image, found["boxes"], int(chosen or 0)), width=320)
+    return int(chosen or 0)
 
 
 def photo_input(side: str, title: str, example: str | None) -> np.ndarray | None:
@@ -132,8 +157,10 @@ def face_tab() -> None:
     col_a, col_b = st.columns(2)
     with col_a:
         image_a = photo_input("a", "Photo A (probe)", pair[0] if pair else None)
+        face_a = face_choice(runner, image_a, "a") if image_a is not None else None
     with col_b:
         image_b = photo_input("b", "Photo B (reference)", pair[1] if pair else None)
+        face_b = face_choice(runner, image_b, "b") if image_b is not None else None
 
     choices = {key: label for label, key in method_choices(caps)}
     col_m, col_p = st.columns([2, 1])
@@ -152,7 +179,7 @@ def face_tab() -> None:
             bar.progress(min(1.0, max(0.0, float(frac))), text=message)
 
         out = compare_faces(runner, image_a, image_b, methods, preset, progress=progress, deletion_scores=scores,
-                            gallery=os.environ.get("XFV_GALLERY") or None)  # fmt: skip
+                            gallery=os.environ.get("XFV_GALLERY") or None, faces=(face_a, face_b))  # fmt: skip
         bar.empty()
         st.session_state["faces"] = out
         st.session_state.pop("report", None)
@@ -242,16 +269,23 @@ def explore_tab(runner: Any) -> None:
         out = run_explore_uploads(runner, paths, methods, "fast", per_label or None, progress=lambda f, m: bar.progress(min(1.0, f), text=m))
         bar.empty()
         st.session_state["explore"] = out
+        st.session_state["explore_page"] = 1  # a new batch starts on its first page
     out = st.session_state.get("explore")
     if not out:
         return
     if not out["ok"]:
         st.error(out["message"])
         return
+    from apps.explore import explore_table  # the page of the table (apps.explore), clamped to the pages there are
+
     st.markdown(out["summary"])
-    table = out["table"]
+    paged = explore_table(out["rows"], out["methods"], page=int(st.session_state.get("explore_page") or 1) - 1)
+    st.session_state["explore_page"] = paged["page"] + 1  # before the box is drawn: a page past the end shows the last
+    table = paged["table"]
     st.dataframe([dict(zip(table["headers"], row, strict=True)) for row in table["values"]], hide_index=True, key="explore_table")
-    index = st.selectbox("Open pair", table["indices"], key="explore_pick")
+    st.number_input("Page", min_value=1, step=1, key="explore_page")
+    st.caption(paged["message"])
+    index = st.selectbox("Open pair (of this page)", table["indices"], key="explore_pick")
     view = explore_view(out["out"], index)
     if view["ok"]:
         st.markdown(view["message"])

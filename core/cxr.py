@@ -108,6 +108,7 @@ def _class_logit(model: CXRBottleneck, e: torch.Tensor, cls: int) -> tuple[torch
         with torch.enable_grad():
             probe = e.detach().float().requires_grad_(True)
             out, scores = logits_of(probe)
+            assert scores is not None  # a supervised head scores the concepts
             g = torch.autograd.grad(out[:, cls].sum(), scores)[0]
         direction = g @ model.text
     share = torch.nn.functional.normalize(e.detach().float(), dim=1) * direction
@@ -155,7 +156,7 @@ def diagnose(model: CXRBottleneck, image: ImageInput, top: int = TOP, threshold:
     winners = [int(np.flatnonzero(ids == g)[np.argmax(probs[ids == g])]) for g in range(len(model.descriptors.groups))]
     effusion = prob >= threshold
     verdict = f"{'Pleural effusion' if effusion else 'No pleural effusion'} (probability {prob:.2f}; {CLASSES[1]} at {threshold:.2f} or above)"
-    if model.supervised:
+    if model.head is not None:  # supervised
         w = (model.head.weight[1] - model.head.weight[0]).cpu().numpy()
         contrib = probs * w
         rows = [{"descriptor": names[i], "group": model.descriptors.groups[ids[i]].name, "probability": float(probs[i]), "weight": float(contrib[i])}

@@ -80,7 +80,7 @@ def decode_csv_bytes(data: bytes, name: str) -> tuple[str, str]:
             except UnicodeDecodeError as e:
                 raise DataError(f"{name} starts with a {encoding.upper()} byte order mark but is not valid {encoding.upper()} "
                                 f"(byte {len(bom) + e.start}); {SAVE_AS}") from None  # fmt: skip
-            _check_text(text, name, lambda i, b=bom, enc=encoding, t=text: len(b) + len(t[:i].encode(enc)))
+            _check_text(text, name, _byte_offset(bom, encoding, text))
             return text, encoding
     _check_text(data, name, lambda i: i)  # controls are the same bytes in UTF-8 and the 8-bit code pages
     try:
@@ -95,6 +95,11 @@ def decode_csv_bytes(data: bytes, name: str) -> tuple[str, str]:
         log.warning("%s is not UTF-8; read it as %s (accented names may be wrong: %s)", name, label, SAVE_AS)
         return text, encoding
     raise AssertionError("Latin-1 decodes any bytes")  # pragma: no cover
+
+
+def _byte_offset(bom: bytes, encoding: str, text: str) -> Callable[[int], int]:
+    """Where character ``i`` of ``text`` (decoded after a ``bom``) starts in the file's bytes."""
+    return lambda i: len(bom) + len(text[:i].encode(encoding))
 
 
 def _check_text(data: bytes | str, name: str, byte_at: Callable[[int], int]) -> None:

@@ -38,3 +38,8 @@ class DataError(XFVError, ValueError):
 
 class MethodRequirementError(XFVError):
     """An explainer needs something the chosen model does not offer (e.g. gradients)."""
+
+
+class InvalidParameterError(XFVError, ValueError):
+    """A parameter (an explainer's knob, an option) with a value outside what it allows.
+    The message names the parameter, the value given and what is allowed."""

@@ -16,12 +16,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .data import read_identities, resolve
 from .errors import DataError, XFVError
+
+if TYPE_CHECKING:
+    from .runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ def cache_dir() -> Path:
 _MEMORY: dict[str, Gallery] = {}
 
 
-def load_gallery(runner: Any, source: str | Path, images: str | Path | None = None, progress: bool = False) -> Gallery:
+def load_gallery(runner: Runner, source: str | Path, images: str | Path | None = None, progress: bool = False) -> Gallery:
     """Detect, align and embed every photo of a gallery with ``runner``'s model (cached)."""
     items = list_gallery(source, images)
     emb = runner.embedder

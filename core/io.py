@@ -103,7 +103,7 @@ def _short(label: str) -> str:
     return label if len(label) <= 160 else f"{label[:60]}...{label[-60:]}"
 
 
-_PATH_ADVICE = {errno.ENAMETOOLONG: "use a shorter file name or path", errno.EACCES: "check its permissions"}
+_PATH_ADVICE: dict[int | None, str] = {errno.ENAMETOOLONG: "use a shorter file name or path", errno.EACCES: "check its permissions"}
 
 
 def _read_path(src: str | os.PathLike, label: str) -> bytes:
@@ -381,7 +381,8 @@ def _from_pil(img: Image.Image, max_pixels: int, name: str) -> np.ndarray:
         out = np.empty((w, h, 3) if orientation in (5, 6, 7, 8) else (h, w, 3), np.uint8)
         dst = _ORIENT.get(orientation, lambda d: d)(out)  # written in stored order, read as displayed
         if img.mode in _DEEP_MODES:
-            lo, hi = img.getextrema()  # type: ignore[misc]
+            lo, hi = img.getextrema()
+            # PIL types getextrema() for every band count; these modes have one band: (min, max) numbers
             rule = _uint8_rule(img.mode == "F", lo, hi, name)  # type: ignore[arg-type]
             convert: Callable[[Image.Image], np.ndarray] = lambda s: rule(np.asarray(s))[..., None]  # noqa: E731
         elif img.mode in _ALPHA_MODES:

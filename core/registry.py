@@ -46,6 +46,7 @@ class ExplainerSpec:
     gives_maps: bool = True  # False for explanations in words only (no faithfulness curves)
     scale: str = ""  # "diverging" (signed maps) or "sequential" (unsigned relevance), core.render.SCALES; "" without maps
     colours: str = ""  # what this method's colours mean, in words (the page's legend)
+    knobs: Callable[[], type] | None = None  # its knob dataclass (``core.explainers.knobs``), imported on demand
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -198,6 +199,23 @@ def forward_passes(methods: list[str] | tuple[str, ...], input_size: int, **knob
     return out
 
 
+def describe_explainers(input_size: int = 112) -> list[dict[str, Any]]:
+    """Every registered method as plain data (``python -m core methods --json`` and the
+    README's table): key, label, family, what it requires of the model, whether it needs a
+    gallery, its colour scale and words, its cost in forward passes per pair at
+    ``input_size`` for each preset, and its knobs (``core.explainers.knobs.describe_knobs``)."""
+    from .explainers.knobs import describe_knobs
+
+    rows = []
+    for name, spec in _EXPLAINERS.items():
+        cost = {preset: forward_passes([name], input_size, preset=preset)[name] for preset in ("full", "fast")}
+        rows.append({"name": name, "label": spec.label, "family": spec.family, "requires": sorted(spec.requires),
+                     "needs_gallery": needs_gallery(name), "gives_maps": spec.gives_maps, "scale": spec.scale, "colours": spec.colours,
+                     "description": spec.description, "forward_passes": cost,
+                     "knobs": describe_knobs(spec.knobs()) if spec.knobs is not None else []})  # fmt: skip
+    return rows
+
+
 def needs_gallery(method: str) -> bool:
     """Whether ``method`` compares against a gallery of identities (SDD's family, knob
     ``gallery``); False for a name that is not registered."""
@@ -217,6 +235,18 @@ def _lazy(module: str, attr: str, *args: Any) -> Callable[..., Any]:
     return call
 
 
+def _lazy_class(module: str, attr: str) -> Callable[[], type]:
+    """``core.explainers.<module>.<attr>``, imported when first asked for (knob dataclasses)."""
+
+    def get() -> type:
+        from importlib import import_module
+
+        cls: type = getattr(import_module(f".explainers.{module}", __package__), attr)
+        return cls
+
+    return get
+
+
 _BLACKBOX = frozenset({"blackbox"})
 for _m, _what in ((1, "each occlusion of one face against the mean of all occlusions of the other"),
                   (2, "each occlusion of one face against the other, unoccluded face"),
@@ -224,6 +254,7 @@ for _m, _what in ((1, "each occlusion of one face against the mean of all occlus
     register_explainer(ExplainerSpec(f"xmap{_m}", f"X-Map {'I' * _m} (occlusion)", _lazy("occlusion", "XMapExplainer", _m), _BLACKBOX,
                                      f"Knoche et al. occlusion map, method {_m}: {_what}.",
                                      _lazy("occlusion", "forward_passes"), "occlusion", scale="diverging",
+                                     knobs=_lazy_class("occlusion", "XMapParams"),
                                      colours="green: hiding the region makes the faces less alike (it supports the match); "
                                              "red: hiding it makes them more alike (it speaks against the match)"))  # fmt: skip
 for _name, _label, _what in (
@@ -236,6 +267,7 @@ for _name, _label, _what in (
     register_explainer(ExplainerSpec(_name, _label, _lazy("removal", "RemovalExplainer", _name), _BLACKBOX,
                                      f"Mery & Morris black-box saliency: {_what}.",
                                      _lazy("removal", "forward_passes", _name), "removal", scale="diverging",
+                                     knobs=_lazy_class("minplus", "RemovalParams"),
                                      colours="green: the region raises the similarity of the pair; red: it lowers it "
                                              "(change of cosine similarity spread over the region)"))  # fmt: skip
 

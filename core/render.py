@@ -181,3 +181,24 @@ def save_png(path: str | Path, image: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
     return path
+
+
+def draw_faces(image: np.ndarray, boxes: list[np.ndarray], chosen: int = 0, max_side: int = 640) -> np.ndarray:
+    """``image`` fitted into ``max_side`` px with each face's box drawn and numbered 1, 2, ...
+    in the order given (the detector's: largest first); the ``chosen`` one (an index) in a
+    thicker, brighter frame. For choosing a face when a photo holds several."""
+    h, w = image.shape[:2]
+    k = min(1.0, max_side / max(h, w))
+    out = cv2.resize(image, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA) if k < 1 else image.copy()
+    out = np.ascontiguousarray(out)
+    for i, box in enumerate(boxes):
+        x1, y1, x2, y2 = (round(float(v) * k) for v in box)
+        colour, thick = ((255, 215, 0), 3) if i == chosen else ((80, 160, 255), 2)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
+        label = str(i + 1)
+        scale = max(0.5, min(1.2, (x2 - x1) / 80))
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+        top = max(0, y1 - th - 6)
+        cv2.rectangle(out, (x1, top), (x1 + tw + 6, top + th + 6), colour, -1)
+        cv2.putText(out, label, (x1 + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 2, cv2.LINE_AA)
+    return out

@@ -68,8 +68,13 @@ def input_record(src: Any, name: str | None = None) -> dict[str, Any]:
     (``"stream"``). Decoded pixels have no file to hash: a numpy array is hashed as its
     C-order bytes with its shape and dtype (``"array"``), a PIL image as the bytes of
     ``np.asarray(image)`` (``"pixels"``), an aligned face as its crop (``"aligned crop"``).
+    A ``core.inputs.SourcedImage`` (an upload decoded once) gives its file's record.
     ``name`` overrides the file name (e.g. an upload's original name). A file that cannot be
     read gives ``sha256: None`` and ``error``."""
+    from .inputs import SourcedImage
+
+    if isinstance(src, SourcedImage) and src.source:  # decoded pixels that remember their file (an upload)
+        return {**src.source, "name": name or src.source.get("name")}
     h = hashlib.sha256()
     rec: dict[str, Any] = {"name": name}
     try:
@@ -169,8 +174,9 @@ def cost_words(exp: Explanation) -> str:
     cache of X-Map I (2500 forward passes, 61.2 s)", or "450 forward passes, 3.1 s, plus
     from the cache of Single removal (452 forward passes, 3.0 s)" when it ran some too."""
     passes = exp.scores.get("forward_passes")
-    counted = isinstance(passes, (int, float)) and math.isfinite(passes)
-    now = f"{int(passes)} forward passes, {_seconds(exp.runtime_s)}" if counted else _seconds(exp.runtime_s)
+    ran = int(passes) if isinstance(passes, (int, float)) and math.isfinite(passes) else None
+    counted = ran is not None
+    now = f"{ran} forward passes, {_seconds(exp.runtime_s)}" if counted else _seconds(exp.runtime_s)
     cached = exp.extras.get("cached_from")
     if not isinstance(cached, dict):
         return now
@@ -178,7 +184,7 @@ def cost_words(exp: Explanation) -> str:
     names = [_short_label(src.get("label") or src.get("method")) for src in sources]
     who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     served = f"from the cache of {who} ({int(cached.get('forward_passes', 0))} forward passes, {_seconds(float(cached.get('runtime_s', 0.0)))})"
-    return served if counted and int(passes) == 0 else f"{now}, plus {served}"
+    return served if ran == 0 else f"{now}, plus {served}"
 
 
 def _finite(v: Any) -> bool:
@@ -281,7 +287,8 @@ def _panel(e: Explanation, faces: list[np.ndarray], faith: dict[str, float] | No
     scores = {k: (int(v) if k == "forward_passes" and _finite(v) else v) for k, v in e.scores.items() if isinstance(v, (int, float))}
     if scores:
         parts.append("<h4>Scores</h4>" + _table([scores]))
-    settings = e.extras.get("params") if isinstance(e.extras.get("params"), dict) else {}
+    params = e.extras.get("params")
+    settings = params if isinstance(params, dict) else {}
     if isinstance(e.extras.get("start"), dict):  # what aggregation started from, and the noise's seed
         settings = {**settings, **{f"start_{k}": v for k, v in e.extras["start"].items()}}
     if settings:

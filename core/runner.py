@@ -8,21 +8,26 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
 from .cancel import check_cancelled
 from .data import LabelledPair, resolve
-from .errors import CalibrationError, MethodRequirementError, XFVError
+from .errors import CalibrationError, InvalidImageError, MethodRequirementError, XFVError
+from .explainers.vit_arch import vit_module
 from .faces.align import align_face
 from .faces.detect import FaceDetector
 from .io import ImageInput, load_image
 from .registry import DEFAULT_MODEL, explainer_spec, get_embedder, needs_gallery
 from .report import input_record, is_stream
-from .types import AlignedFace, Explanation, FaceEmbedder, FacePair, PairResult
+from .types import AlignedFace, Detection, EmbedsFaces, Explanation, FaceEmbedder, FacePair, PairResult, torch_module
 from .verify.calibration import Calibration, load_calibration
+
+if TYPE_CHECKING:
+    from .faces.regions import RegionMasks
+    from .gallery import Gallery
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +46,10 @@ def model_capabilities(embedder: FaceEmbedder) -> frozenset[str]:
     """What a model offers to explainers: always black-box access; gradients when it is
     differentiable; 'vit' for transformer towers; 'clip_text' for concept bottlenecks."""
     caps = {"blackbox"}
-    if getattr(embedder, "differentiable", False):
+    if embedder.differentiable:
         caps.add("gradients")
-    module = getattr(embedder, "module", None)
-    if module is not None and any(type(m).__name__ in ("VisionTransformer", "Transformer") for m in module.modules()):
+    module = torch_module(embedder)
+    if module is not None and vit_module(module) is not None:  # what ViT-LRP and rollout will find
         caps.add("vit")
     if module is not None and callable(getattr(module, "concepts", None)) and hasattr(module, "descriptors"):
         caps.add("clip_text")  # a concept bottleneck: descriptors scored by CLIP's text tower
@@ -104,11 +109,15 @@ class Runner:
         """The decision threshold on cosine similarity."""
         if self.threshold_override is not None:
             return float(self.threshold_override)
-        return self.calibration.threshold_similarity  # type: ignore[union-attr]
+        cal = self.calibration
+        if cal is None:  # pragma: no cover - without a threshold, a missing calibration raised above
+            raise CalibrationError(f"no calibration for model '{self.model_name}'")
+        return cal.threshold_similarity
 
     # -- faces -----------------------------------------------------------------------------
-    def prepare(self, src: ImageInput | AlignedFace, name: str | None = None, size: int | None = None) -> AlignedFace:
-        """Load, detect and align one face at the model's input size (or ``size``)."""
+    def prepare(self, src: ImageInput | AlignedFace, name: str | None = None, size: int | None = None, face: int | None = None) -> AlignedFace:
+        """Load, detect and align one face at the model's input size (or ``size``): the
+        largest, or the ``face``-th of those found (0 = the largest; ``find_faces`` lists them)."""
         size = int(size or self.embedder.input_size)
         if isinstance(src, AlignedFace):
             from .faces.align import realign
@@ -118,8 +127,14 @@ class Runner:
             name = str(src) if isinstance(src, (str, Path)) else "the image"
         check_cancelled()
         image = load_image(src, name=name)
-        detection = self.detector.detect_one(image, name)
+        detection = self.detector.detect_one(image, name, face)
         return align_face(image, detection, size)
+
+    def find_faces(self, src: ImageInput, name: str = "the image") -> tuple[np.ndarray, Detection]:
+        """The image as read and every confident face in it, largest first (what ``face=``
+        of ``prepare`` and ``explain`` indexes); ``NoFaceError`` if none."""
+        image = load_image(src, name=name)
+        return image, self.detector.detect_one(image, name)
 
     def explain_without_model(
         self, a: ImageInput | AlignedFace, b: ImageInput | AlignedFace, methods: Sequence[str], **knobs: Any
@@ -136,18 +151,23 @@ class Runner:
         pair = FacePair(self.prepare(a, _name(a, "the first image"), size), self.prepare(b, _name(b, "the second image"), size))
         return [self._run_method(m, pair, frozenset(), dict(knobs), model_free=True) for m in free]
 
-    def prepare_pair(self, a: ImageInput | AlignedFace, b: ImageInput | AlignedFace, names: tuple[str, str] | None = None) -> FacePair:
+    def prepare_pair(
+        self, a: ImageInput | AlignedFace, b: ImageInput | AlignedFace, names: tuple[str, str] | None = None,
+        faces: tuple[int | None, int | None] | None = None,
+    ) -> FacePair:  # fmt: skip
         """Both faces; ``names`` are what messages call the two images (default: their paths,
-        else "the first image" and "the second image")."""
+        else "the first image" and "the second image"); ``faces``: which face of each (as
+        ``prepare``'s ``face``; None: the largest)."""
         na, nb = names or (_name(a, "the first image"), _name(b, "the second image"))
-        return FacePair(self.prepare(a, na), self.prepare(b, nb))
+        fa, fb = faces or (None, None)
+        return FacePair(self.prepare(a, na, face=fa), self.prepare(b, nb, face=fb))
 
     @torch.no_grad()
     def embed(self, faces: Sequence[AlignedFace], batch_size: int | None = None) -> np.ndarray:
         """L2-normalised embeddings ``(N, D)`` of aligned faces, as float32 numpy."""
         emb = self.embedder
         crops = [f.image for f in faces]
-        if hasattr(emb, "embed_faces"):
+        if isinstance(emb, EmbedsFaces):
             out = emb.embed_faces(crops, batch_size)
         else:
             out = emb.embed(emb.preprocess(crops))
@@ -166,12 +186,14 @@ class Runner:
         progress: Callable[[float, str], Any] | None = None,
         embeddings: tuple[np.ndarray, np.ndarray] | None = None,
         names: tuple[str, str] | None = None,
+        faces: tuple[int | None, int | None] | None = None,
         **knobs: Any,
     ) -> PairResult:
         """Verify the pair, then run each explanation method; a failing method fills its
         ``Explanation.error`` and the others still run. ``embeddings``: the two faces'
         unit embeddings when already computed (a batch embeds each photo once); ``names``:
-        what messages and notes call the two images (e.g. the page's "photo A", "photo B").
+        what messages and notes call the two images (e.g. the page's "photo A", "photo B");
+        ``faces``: which face of each photo (``prepare``'s ``face``; None: the largest).
         ``params["inputs"]`` records each input's file name and SHA-256 (``input_record``)."""
         methods = list(methods)  # may be a one-shot iterable
         timings: dict[str, float] = {}
@@ -181,7 +203,12 @@ class Runner:
         t0 = time.perf_counter()
         sources = list(a) if isinstance(a, FacePair) else [a, b]
         streams = [input_record(x) if is_stream(x) else None for x in sources]  # read before loading consumes them
-        pair = a if isinstance(a, FacePair) else self.prepare_pair(a, b, names)  # type: ignore[arg-type]
+        if isinstance(a, FacePair):
+            pair = a
+        elif b is None:
+            raise InvalidImageError("the second image is missing: give two images (or faces), or one FacePair")
+        else:
+            pair = self.prepare_pair(a, b, names, faces)
         timings["detect_align"] = time.perf_counter() - t0
         inputs = [rec if rec is not None else input_record(x) for rec, x in zip(streams, sources, strict=True)]
         t0 = time.perf_counter()
@@ -198,13 +225,14 @@ class Runner:
             model=emb.name, weights_hash=emb.weights_hash(), notes=notes, timings=timings,
             params={"device": str(emb.device), "input_size": emb.input_size,
                     "calibration": None if cal is None else cal.source.get("data"),
-                    "methods": methods, **{k: v for k, v in knobs.items() if _jsonable(v)}, "inputs": inputs},
+                    "methods": methods, **{k: v for k, v in knobs.items() if _jsonable(v)}, "inputs": inputs,
+                    **({"faces": [None if f is None else int(f) for f in faces]} if faces and any(f is not None for f in faces) else {})},
         )  # fmt: skip
         caps = model_capabilities(emb)
         if isinstance(knobs.get("gallery"), (str, Path)) and any(needs_gallery(m) for m in methods):
             knobs = {**knobs, "gallery": self.gallery(knobs["gallery"])}
         knobs.setdefault("decision_threshold", thr)
-        regions: list | None = None
+        regions: list[RegionMasks | None] | None = None
         n = max(1, len(methods))
         for i, m in enumerate(methods):
             check_cancelled()  # a cancelled request stops between methods too (and within them, per batch)
@@ -231,7 +259,8 @@ class Runner:
                 raise MethodRequirementError(f"{spec.label} needs {', '.join(sorted(missing))}, which model '{self.embedder.name}' does not offer")
             explainer = spec.factory()
             try:
-                exp = explainer.explain(pair, None if model_free else self.embedder, **knobs)
+                # None reaches only explainers that require nothing of a model (geometry takes None)
+                exp = explainer.explain(pair, cast(FaceEmbedder, None) if model_free else self.embedder, **knobs)
             finally:
                 explainer.close()
         except XFVError as e:
@@ -243,10 +272,10 @@ class Runner:
         return exp
 
     @staticmethod
-    def _region_masks(pair: FacePair, landmarks: str) -> list:
+    def _region_masks(pair: FacePair, landmarks: str) -> list[RegionMasks | None]:
         from .faces.regions import region_masks
 
-        out = []
+        out: list[RegionMasks | None] = []
         for face in pair:
             try:
                 out.append(region_masks(face, landmarks))
@@ -271,7 +300,7 @@ class Runner:
             out[RANDOM] = random_pair_faithfulness(self.embedder, result.pair, result.threshold, fill=fill, seed=seed, embeddings=emb).scores()
         return out
 
-    def gallery(self, source: str | Path, images: str | Path | None = None, progress: bool = False) -> Any:
+    def gallery(self, source: str | Path, images: str | Path | None = None, progress: bool = False) -> Gallery:
         """The embedded gallery of a folder of identity sub-folders or an identities CSV
         (``core.gallery.Gallery``), embedded once per model and cached."""
         from .gallery import load_gallery
@@ -323,14 +352,14 @@ class Runner:
         return np.asarray(sims), np.asarray(labels, dtype=bool), failed
 
 
-def _add_region_table(exp: Explanation, masks: list) -> None:
+def _add_region_table(exp: Explanation, masks: list[RegionMasks | None]) -> None:
     """The explainability table of each face's map over its facial regions, and its
     sentences (both faces' when their maps differ, one set when the map is shared)."""
     import cv2
 
     from .text.regions import region_sentences, region_table
 
-    tables = []
+    tables: list[list[dict[str, Any]] | None] = []
     shared = len(exp.maps) == 2 and np.array_equal(exp.maps[0], exp.maps[1])
     for i, (m, rm) in enumerate(zip(exp.maps, masks, strict=False)):
         if rm is None:

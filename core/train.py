@@ -33,7 +33,7 @@ from torch import nn
 
 from .errors import DataError
 from .models.base import TorchEmbedder, chunks
-from .models.cbm import ConceptBottleneck, ResidualAdapter, last_mlp
+from .models.cbm import ConceptBottleneck, ResidualAdapter, concept_model, last_mlp
 from .verify.threshold import best_threshold
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 class AdaFaceHead(nn.Module):
     """Class prototypes and the AdaFace margin (Kim et al., 2022)."""
+
+    batch_mean: torch.Tensor  # buffers: running mean and std of the feature norms
+    batch_std: torch.Tensor
 
     def __init__(self, dim: int, n_classes: int, m: float = 0.5, h: float = 0.33, s: float = 64.0, t_alpha: float = 0.01) -> None:
         super().__init__()
@@ -135,7 +138,7 @@ def verification_accuracy(embedder: TorchEmbedder, crops: Sequence[np.ndarray], 
 @torch.no_grad()
 def alignment_accuracy(embedder: TorchEmbedder, crops: Sequence[np.ndarray], descriptors: Sequence[str]) -> float:
     """Zero-shot accuracy of the concepts: the labelled descriptor wins its group."""
-    cbm: ConceptBottleneck = embedder.module
+    cbm = concept_model(embedder)
     names = cbm.descriptors.descriptors
     unknown = sorted({d for d in descriptors if d not in names})
     if unknown:

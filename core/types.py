@@ -9,12 +9,13 @@ the mouth corner on the image's right.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from torch import nn
 
 #: A target maps a batch of embeddings ``(B, D)`` to one scalar per sample ``(B,)``,
 #: e.g. the cosine similarity to the other face's embedding.
@@ -42,6 +43,7 @@ class Detection:
     face: DetectedFace
     faces: tuple[DetectedFace, ...]  # every face found, the chosen one included
     image_size: tuple[int, int]  # (width, height) of the source image
+    chosen: int | None = None  # the face asked for (an index of ``faces``, largest first), None: the largest
 
     @property
     def n_faces(self) -> int:
@@ -52,7 +54,10 @@ class Detection:
         """A sentence for the user when the choice was not obvious, else ``None``."""
         if self.n_faces <= 1:
             return None
-        return f"{self.n_faces} faces were found; the largest confident one (box {', '.join(f'{v:.0f}' for v in self.face.box)}) was used."
+        box = ", ".join(f"{v:.0f}" for v in self.face.box)
+        if self.chosen is not None:
+            return f"{self.n_faces} faces were found; face {self.chosen + 1} (box {box}), as chosen, was used."
+        return f"{self.n_faces} faces were found; the largest confident one (face 1, box {box}) was used."
 
 
 @dataclass(frozen=True)
@@ -88,13 +93,21 @@ class FacePair:
     a: AlignedFace
     b: AlignedFace
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[AlignedFace]:
         return iter((self.a, self.b))
 
 
 @runtime_checkable
 class FaceEmbedder(Protocol):
-    """A face recognition model. ``embed`` returns L2-normalised rows."""
+    """A face recognition model. ``embed`` returns L2-normalised rows.
+
+    These are the members every embedder has; black-box explainers use nothing else. The
+    optional ones are Protocols of their own, tested with ``isinstance``: ``HasBatchSize``
+    (how many faces to embed at a time), ``EmbedsFaces`` (a batched ``embed_faces``) and
+    ``TorchFaceEmbedder`` (the torch module and its layers, for gradients, CAM and ViTs).
+    An embedder may also set ``affine_preprocess = False`` to say that masks cannot be
+    applied after ``preprocess`` (read by ``core.explainers.perturb.affine_preprocess``).
+    """
 
     name: str
     input_size: int
@@ -113,6 +126,50 @@ class FaceEmbedder(Protocol):
     def weights_hash(self) -> str:
         """SHA-256 of the weights, for reports and audits."""
         ...
+
+
+@runtime_checkable
+class HasBatchSize(Protocol):
+    """An embedder that says how many faces to embed at a time (a cost knob only)."""
+
+    batch_size: int
+
+
+def batch_size_of(embedder: FaceEmbedder, batch_size: int | None = None, default: int = 16) -> int:
+    """``batch_size`` when given, else the embedder's own (``HasBatchSize``), else ``default``."""
+    return int(batch_size or (embedder.batch_size if isinstance(embedder, HasBatchSize) else default))
+
+
+@runtime_checkable
+class EmbedsFaces(Protocol):
+    """An embedder with its own batched, no-gradient embedding of whole lists of crops."""
+
+    def embed_faces(self, faces: Sequence[np.ndarray], batch_size: int | None = None) -> torch.Tensor:
+        """RGB uint8 crops -> L2-normalised embeddings ``(N, D)``, ``batch_size`` at a time."""
+        ...
+
+
+@runtime_checkable
+class TorchFaceEmbedder(FaceEmbedder, HasBatchSize, EmbedsFaces, Protocol):
+    """A differentiable embedder over a torch module (``core.models.base.TorchEmbedder``):
+    what gradient, CAM and ViT explainers and concept bottlenecks use besides ``FaceEmbedder``."""
+
+    module: nn.Module  # maps the preprocessed batch to unnormalised embeddings
+    feature_layer: str | None  # the name of the last convolutional block, when declared
+    channels_last: bool  # whether ``preprocess`` returns channels-last memory
+
+    def features_module(self) -> nn.Module | None:
+        """The last convolutional block (or transformer blocks) for hooks, when declared."""
+        ...
+
+    def head(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """What the model does after ``features_module``, when declared (CAM needs it)."""
+        ...
+
+
+def torch_module(embedder: FaceEmbedder) -> nn.Module | None:
+    """The torch module of a ``TorchFaceEmbedder``; None for a black-box embedder."""
+    return embedder.module if isinstance(embedder, TorchFaceEmbedder) else None
 
 
 @dataclass

@@ -138,19 +138,44 @@ def test_explain_cost_only(capsys):
     assert "shared" in lines[1] and lines[-1].split()[1] == lines[0].split()[1]
 
 
-def test_explain_unknown_method_is_reported(capsys):
-    assert main(["explain", "a.jpg", "b.jpg", "--methods", "xmap9", "--cost"]) == 2
-    assert "unknown explanation method" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["explain", "a.jpg", "b.jpg", "--methods", "xmap9", "--cost"], "argument --methods: unknown method 'xmap9'; choose from: xmap1, xmap2"),
+        (["explain", "a.jpg", "b.jpg", "--methods", "cam,nope,xmap0"], "unknown methods 'nope', 'xmap0'; choose from:"),
+        (["explain", "a.jpg", "b.jpg", "--patch-sizes", "0"], "argument --patch-sizes: each patch size (pixels at 112 px) must be 1 to 112, got 0"),
+        (["explain", "a.jpg", "b.jpg", "--patch-sizes", "7,,x"], "must be a whole number, got 'x'"),
+        (["explain", "a.jpg", "b.jpg", "--stride", "0"], "argument --stride: --stride must be at least 1, got 0"),
+        (["explain", "a.jpg", "b.jpg", "--edge-blur", "-1"], "--edge-blur must be at least 0, got -1"),
+        (["batch", "pairs.csv", "--methods", "grad_cam,gradcam"], "unknown method 'gradcam'"),
+        (["faithfulness", "pairs.csv", "--methods", "xmap9"], "unknown method 'xmap9'"),
+    ],
+)
+def test_bad_methods_and_knobs_fail_at_argument_parsing_naming_what_is_allowed(argv, said, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)  # before any file is read or model loaded: a.jpg does not exist
+    assert exit_.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_an_empty_methods_list_is_allowed_for_a_batch():
+    from core.__main__ import build_parser
+
+    assert build_parser().parse_args(["batch", "pairs.csv", "--methods", ""]).methods == []
+    assert build_parser().parse_args(["explain", "a", "b"]).methods == ["xmap3"]  # the default is parsed too
 
 
 def test_faithfulness_command_passes_knobs_and_writes_csv(tmp_path, monkeypatch, capsys):
     import numpy as np
 
-    from core import __main__ as cli
+    from core.cli import batch as cli
     from core.evaluate import faithfulness as fm
+    from core.registry import _EXPLAINERS, ExplainerSpec
 
     from .evaluate.test_faithfulness import FACES, FakeRunner
 
+    for name in ("region", "boom"):  # the fake runner's methods, registered so that --methods accepts them
+        monkeypatch.setitem(_EXPLAINERS, name, ExplainerSpec(name, name, lambda: None))
     runner = FakeRunner(FACES)
     monkeypatch.setattr(cli, "_runner", lambda args: runner)
     seen = {}
@@ -204,7 +229,7 @@ def test_faithfulness_rejects_a_bad_fill(capsys):
 
 
 def test_faithfulness_measures_every_method_by_default(tmp_path, monkeypatch):
-    from core import __main__ as cli
+    from core.cli import batch as cli
     from core.registry import explainer_names
 
     seen = {}
@@ -415,3 +440,18 @@ def test_fetch_weights_check_says_what_is_missing(tmp_path, monkeypatch, capsys)
 def test_fetch_weights_clip_is_for_cxr_only(capsys):
     assert main(["fetch-weights", "clip_vit_l14", "--clip", "somewhere"]) == 2
     assert "--clip" in capsys.readouterr().err
+
+
+def test_the_readme_method_table_is_the_registry_s(capsys):
+    """The README's generated table equals ``python -m core methods --markdown`` (regenerate it when this fails)."""
+    assert main(["methods", "--markdown"]) == 0
+    table = capsys.readouterr().out.strip()
+    readme = (ROOT / "README.md").read_text()
+    start, end = readme.index("<!-- methods:start -->") + len("<!-- methods:start -->"), readme.index("<!-- methods:end -->")
+    assert readme[start:end].strip() == table, "README.md's method table is stale: paste `python -m core methods --markdown` into it"
+    data = _json(capsys, ["methods", "--json"])
+    xmap = next(r for r in data if r["name"] == "xmap3")
+    assert xmap["forward_passes"] == {"full": 2500, "fast": 130} and xmap["requires"] == ["blackbox"]
+    sizes = next(k for k in xmap["knobs"] if k["name"] == "patch_sizes")
+    assert sizes["low"] == 1 and sizes["high"] == 112 and sizes["default"] == [7, 14, 28] and sizes["help"]
+    assert next(r for r in data if r["name"] == "sdd")["needs_gallery"] is True

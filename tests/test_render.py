@@ -57,3 +57,15 @@ def test_lightness_overlay_ignores_the_faces_colours():
     assert (a[5, 5, 0] > a[5, 5, 2]) and (a[12, 12, 2] > a[12, 12, 0])  # hot inside the map, cold outside
     np.testing.assert_array_equal(render.render_map(grey, m, False, "lightness"), a)
     assert not np.array_equal(render.render_map(tinted, m, False), b)  # the default overlay keeps the colours
+
+
+def test_draw_faces_numbers_each_box_and_highlights_the_chosen_one():
+    from core.render import draw_faces
+
+    img = np.full((400, 800, 3), 40, np.uint8)
+    boxes = [np.array([500, 100, 700, 300.0]), np.array([100, 150, 220, 270.0])]
+    out = draw_faces(img, boxes, chosen=1, max_side=400)  # fitted: every coordinate halves
+    assert out.shape == (200, 400, 3) and img.max() == 40  # the input is left as it was
+    chosen, other = (255, 215, 0), (80, 160, 255)
+    assert tuple(out[100, 50]) == chosen and tuple(out[100, 250]) == other  # left edges of box 2 (chosen) and box 1
+    assert tuple(out[120, 300]) == (40, 40, 40)  # inside a box: the photo

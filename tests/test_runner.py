@@ -147,3 +147,16 @@ def test_explain_records_each_input_file_name_and_sha256(runner):
     assert a == {"name": "obama.jpg", "of": "file", "sha256": hashlib.sha256((MISC / "obama.jpg").read_bytes()).hexdigest()}
     assert b["of"] == "bytes" and b["sha256"] == hashlib.sha256(data).hexdigest() and b["name"] is None
     assert res.to_dict()["params"]["inputs"] == [a, b]
+
+
+@pytest.mark.needs_data
+def test_a_bad_knob_is_the_users_error_named_in_the_method_panel_without_a_traceback(runner, obama_pair, caplog):
+    import logging
+
+    with caplog.at_level(logging.ERROR, logger="core.runner"):
+        res = runner.explain(obama_pair, methods=["xmap1", "single_removal", "geometry"], patch_sizes=(0,), agg_start="nowhere", hide="mauve")
+    errors = {e.method: e.error for e in res.explanations}
+    assert errors["xmap1"] == "patch_sizes=(0,) is not allowed: each value of patch_sizes must be 1 to 112"
+    assert "mauve" in errors["single_removal"] or "nowhere" in errors["single_removal"]
+    assert errors["geometry"] is None  # the others still run
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # reported as the user's error, not logged as a bug

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from .rows import DIFFERENT, SAME, BatchPair, BatchResult, BatchRow
 from .source import _as_pairs, _root, _Scrub
 from .store import _resumable, _Store
 from .view import pair_result
+
+if TYPE_CHECKING:
+    from ..runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class _Done:
 
 
 def run_batch(
-    runner: Any,
+    runner: Runner,
     source: str | Path | Iterable[Any],
     images: str | Path | None = None,
     methods: Sequence[str] = ("xmap3",),
@@ -87,7 +90,7 @@ def run_batch(
     runner.embedder  # noqa: B018 (a missing model is reported before any image work)
     threshold = runner.threshold()  # likewise a missing calibration
     knobs = {"preset": preset, **knobs}
-    model = getattr(runner.embedder, "name", None)
+    model = runner.embedder.name
     settings = _settings(pairs, base, methods, preset, model, threshold, knobs)
     out_dir = Path(out) if out is not None else None
     kept = _resumable(out_dir, settings, pairs) if out_dir is not None and resume else {}
@@ -163,7 +166,7 @@ def run_batch(
                     row.error = a if isinstance(a, str) else str(b)
                 else:
                     sub = None if progress is None else _slice(progress, i / n, 1 / n, f"pair {i + 1}/{n}")
-                    extra = {"embeddings": embedded(a, b, keys[i])} if takes_embeddings else {}
+                    extra: dict[str, Any] = {"embeddings": embedded(a, b, keys[i])} if takes_embeddings else {}
                     try:
                         res = runner.explain(FacePair(a, b), methods=methods, progress=sub, **extra, **knobs)
                     except XFVError as e:
@@ -226,7 +229,7 @@ def _copy(row: BatchRow, first: BatchRow) -> None:
     row.correct = None if row.label is None or row.decision is None else row.decision == row.label
 
 
-def _takes_embeddings(runner: Any) -> bool:
+def _takes_embeddings(runner: Runner) -> bool:
     """Whether ``runner.explain`` takes the pair's ``embeddings`` (so a photo in several
     pairs is embedded once); a runner without it embeds each pair itself."""
     import inspect

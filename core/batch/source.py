@@ -133,7 +133,7 @@ class _Scrub:
     """Removes the upload folder's absolute path from messages (a rooted batch never shows it)."""
 
     def __init__(self, root: str | Path | None, resolved: Path | None) -> None:
-        self.paths = sorted({str(Path(root).absolute()), str(resolved)}, key=len, reverse=True) if resolved is not None else []
+        self.paths = sorted({str(Path(root).absolute()), str(resolved)}, key=len, reverse=True) if root is not None and resolved is not None else []
 
     def __call__(self, text: str) -> str:
         for p in self.paths:

@@ -78,7 +78,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import cv2
 import numpy as np
@@ -89,6 +89,9 @@ from ..errors import XFVError
 from ..explainers.perturb import Perturber, check_fill, embed_faces
 from ..types import AlignedFace, FaceEmbedder, FacePair
 from .verification import roc_curve
+
+if TYPE_CHECKING:
+    from ..runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +160,7 @@ def relevance_of(map_: np.ndarray, signed: bool, accept: bool) -> np.ndarray:
 
 def map_at_size(map_: np.ndarray, size: int) -> np.ndarray:
     """A 2-D map as float32 ``(size, size)`` (bilinear resize when it differs)."""
-    m = np.asarray(map_, dtype=np.float32)
+    m: np.ndarray = np.asarray(map_, dtype=np.float32)
     if m.ndim != 2:
         raise ValueError(f"a map must be 2-D, got shape {m.shape}")
     if m.shape != (size, size):
@@ -519,7 +522,7 @@ class FaithfulnessReport:
 
     def curves(self) -> list[dict[str, Any]]:
         """Long-format curve points: method, curve (``CURVE_NAMES``), fraction, value."""
-        out = []
+        out: list[dict[str, Any]] = []
         for m in self.method_names:
             _, curves = self._figures(m)
             for name in CURVE_NAMES:
@@ -566,8 +569,18 @@ class FaithfulnessReport:
         return "\n".join(line.rstrip() for line in lines)
 
 
+class _Common(TypedDict):
+    """The knobs every pair's measurement of ``faithfulness`` shares."""
+
+    fractions: np.ndarray
+    top_share: float
+    fill: Fill
+    seed: int
+    batch_size: int | None
+
+
 def faithfulness(
-    runner: Any,
+    runner: Runner,
     pairs: Sequence[LabelledPair],
     images: str | Path | None,
     csv_path: str | Path,
@@ -602,7 +615,7 @@ def faithfulness(
     embedder = runner.embedder
     faces: dict[str, AlignedFace | str] = {}
     clean: dict[str, np.ndarray] = {}
-    common = {"fractions": fr, "top_share": top_share, "fill": fill, "seed": seed, "batch_size": batch_size}
+    common: _Common = {"fractions": fr, "top_share": top_share, "fill": fill, "seed": seed, "batch_size": batch_size}
     bar = tqdm(pairs, desc="pairs", unit="pair", disable=not progress, file=sys.stderr)
     for i, p in enumerate(bar):
         bar.set_postfix_str(f"{Path(p.file_x).name} / {Path(p.file_y).name}", refresh=False)
@@ -625,16 +638,16 @@ def faithfulness(
         emb = np.stack([clean[p.file_x], clean[p.file_y]])
         res = runner.explain(pair, methods=methods, **explain_knobs)
         thr = float(res.threshold)
-        for e in res.explanations:
-            if e.method not in report.records:
+        for exp in res.explanations:
+            if exp.method not in report.records:
                 continue
-            if not e.ok or len(e.maps) != 2:
-                why = e.error if not e.ok else f"{len(e.maps)} maps instead of 2"
-                log.warning("%s failed on %s / %s: %s", e.method, p.file_x, p.file_y, why)
-                report.n_failed[e.method] += 1
+            if not exp.ok or len(exp.maps) != 2:
+                why = str(exp.error) if not exp.ok else f"{len(exp.maps)} maps instead of 2"
+                log.warning("%s failed on %s / %s: %s", exp.method, p.file_x, p.file_y, why)
+                report.n_failed[exp.method] += 1
                 continue
-            pf = pair_faithfulness(embedder, pair, e.maps, e.signed, thr, embeddings=emb, method=e.method, **common)
-            report.records[e.method].append(PairRecord(i, p.file_x, p.file_y, bool(p.same), pf))
+            pf = pair_faithfulness(embedder, pair, exp.maps, exp.signed, thr, embeddings=emb, method=exp.method, **common)
+            report.records[exp.method].append(PairRecord(i, p.file_x, p.file_y, bool(p.same), pf))
         pf = random_pair_faithfulness(embedder, pair, thr, pair_index=i, embeddings=emb, **common)
         report.records[RANDOM].append(PairRecord(i, p.file_x, p.file_y, bool(p.same), pf))
     bar.close()

@@ -12,13 +12,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..data import LabelledPair, resolve
 from ..errors import XFVError
 from ..types import AlignedFace, FacePair
+
+if TYPE_CHECKING:
+    from ..runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ def pick_pairs(pairs: Sequence[LabelledPair], per_label: int | None) -> list[Lab
     return gen + imp
 
 
-def map_means(runner: Any, pairs: Sequence[LabelledPair], images: str | Path | None, csv_path: str | Path, methods: Sequence[str],
+def map_means(runner: Runner, pairs: Sequence[LabelledPair], images: str | Path | None, csv_path: str | Path, methods: Sequence[str],
               progress: bool = True, **knobs: Any) -> MapMeans:  # fmt: skip
     """Run ``methods`` on every pair (each image detected and aligned once) and collect the
     mean of each method's maps, split by label."""
@@ -73,9 +76,9 @@ def map_means(runner: Any, pairs: Sequence[LabelledPair], images: str | Path | N
             continue
         res = runner.explain(FacePair(a, b), methods=methods, **knobs)
         bucket = out.genuine if p.same else out.impostor
-        for e in res.explanations:
-            if not e.ok:
-                log.warning("%s failed on %s / %s: %s", e.method, p.file_x, p.file_y, e.error)
+        for exp in res.explanations:
+            if not exp.ok:
+                log.warning("%s failed on %s / %s: %s", exp.method, p.file_x, p.file_y, exp.error)
                 continue
-            bucket.setdefault(e.method, []).append(float(np.mean([m.mean() for m in e.maps])))
+            bucket.setdefault(exp.method, []).append(float(np.mean([m.mean() for m in exp.maps])))
     return out

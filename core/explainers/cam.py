@@ -37,7 +37,7 @@ from torch import nn
 
 from ..errors import MethodRequirementError
 from ..models.base import chunks
-from ..types import Explanation, FaceEmbedder, FacePair
+from ..types import Explanation, FaceEmbedder, FacePair, TorchFaceEmbedder, batch_size_of
 from .perturb import crop_at_input_size, embed_faces
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,10 @@ def capture_activations(module: nn.Module) -> Iterator[list[torch.Tensor]]:
 def feature_module(embedder: FaceEmbedder) -> nn.Module:
     """The last convolutional block of a differentiable torch embedder (the one the model
     declares as ``feature_layer``, else its last ``Conv2d``)."""
-    get = getattr(embedder, "features_module", None)
-    module = get() if callable(get) else None
+    torch_embedder = embedder if isinstance(embedder, TorchFaceEmbedder) else None
+    module = torch_embedder.features_module() if torch_embedder is not None else None
     if module is None:
-        root = getattr(embedder, "module", None)
+        root = torch_embedder.module if torch_embedder is not None else None
         convs = [m for m in root.modules() if isinstance(m, nn.Conv2d)] if isinstance(root, nn.Module) else []
         if not convs:
             raise MethodRequirementError(f"model '{embedder.name}' exposes no convolutional feature map for class activation maps")
@@ -126,13 +126,13 @@ class Contributions:
 @torch.no_grad()
 def contributions(embedder: FaceEmbedder, faces: list[np.ndarray], batch_size: int | None = None) -> Contributions:
     """The exact CAM decomposition of the embeddings of ``faces`` (RGB crops)."""
-    head = embedder.head() if callable(getattr(embedder, "head", None)) else None
+    head = embedder.head() if isinstance(embedder, TorchFaceEmbedder) else None
     if head is None:
         raise MethodRequirementError(
             f"CAM needs the model's head after its last convolutional block; model '{embedder.name}' does not declare one (use Grad-CAM)"
         )
     module = feature_module(embedder)
-    bs = int(batch_size or getattr(embedder, "batch_size", 16))
+    bs = batch_size_of(embedder, batch_size)
     locs, embs = [], []
     const: torch.Tensor | None = None
     for sl in chunks(len(faces), bs):
@@ -165,7 +165,7 @@ def gradients(
     """Activations ``A`` and gradients ``ds/dA`` of the last block, ``(B, C, H, W)`` each, and
     the scores ``s`` = cosine similarity of each face to its target row ``(B, D)``."""
     module = feature_module(embedder)
-    bs = int(batch_size or getattr(embedder, "batch_size", 16))
+    bs = batch_size_of(embedder, batch_size)
     t = F.normalize(targets.float(), dim=-1).to(embedder.device)
     acts, grads, scores = [], [], []
     for sl in chunks(len(faces), bs):
@@ -237,7 +237,7 @@ class CamExplainer:
         return Explanation(
             method=self.name, label=self.label, maps=maps, signed=signed, scores=scores,
             extras={"grid": [g.numpy() for g in grids], "grid_size": list(grids.shape[1:]),
-                    "feature_layer": getattr(embedder, "feature_layer", None), "meaning": meaning},
+                    "feature_layer": embedder.feature_layer if isinstance(embedder, TorchFaceEmbedder) else None, "meaning": meaning},
         )  # fmt: skip
 
     def close(self) -> None:

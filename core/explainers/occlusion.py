@@ -56,6 +56,7 @@ import torch
 
 from ..types import Explanation, FaceEmbedder, FacePair
 from . import perturb
+from .knobs import check_knobs, knob
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +79,15 @@ METHODS = (1, 2, 3)
 class XMapParams:
     """Knobs of the X-Map, in pixels of a 112 x 112 crop (scaled to the model's size)."""
 
-    patch_sizes: tuple[int, ...] = PATCH_SIZES
-    stride: int = STRIDE
-    patch_fill: str | float | tuple = "black"
-    patch_shape: str = "rect"
-    edge_blur: float = 0.0
-    seed: int = 0
-    patch_geometry: str = "authors"  # "authors": (p + 1)^2 pixels as their cv2.rectangle; "exact": p x p
-    preset: str = "full"
+    patch_sizes: tuple[int, ...] = knob(PATCH_SIZES, "patch sizes in pixels of a 112 px crop (one map per size, then combined)",
+                                        low=1, high=REFERENCE_SIZE)  # fmt: skip
+    stride: int = knob(STRIDE, "patch stride in pixels of a 112 px crop", low=1, high=REFERENCE_SIZE)
+    patch_fill: str | float | tuple = knob("black", "the hiding value: black, grey, white, noise, mean, a grey level or an RGB triple")
+    patch_shape: str = knob("rect", "the patch's shape", choices=("rect", "round"))
+    edge_blur: float = knob(0.0, "Gaussian blur of the patch's edge (sigma in pixels at 112 px)", low=0.0, high=REFERENCE_SIZE)
+    seed: int = knob(0, "seed of the noise fill", low=0)
+    patch_geometry: str = knob("authors", "authors: (p + 1)^2 pixels, as their cv2.rectangle; exact: p x p", choices=PATCH_GEOMETRIES)
+    preset: str = knob("full", "the starting values of patch_sizes and stride", choices=tuple(PRESETS))
 
     @classmethod
     def from_knobs(cls, **knobs: Any) -> XMapParams:
@@ -96,12 +98,7 @@ class XMapParams:
                 patch_fill=base.get("patch_fill", "black"), patch_shape=str(base.get("patch_shape", "rect")),
                 edge_blur=float(base.get("edge_blur", 0.0)), seed=int(base.get("seed", 0)),
                 patch_geometry=str(base.get("patch_geometry", "authors")), preset=preset)  # fmt: skip
-        if p.patch_shape not in ("rect", "round"):
-            raise ValueError(f"patch_shape must be 'rect' or 'round', got {p.patch_shape!r}")
-        if p.patch_geometry not in PATCH_GEOMETRIES:
-            raise ValueError(f"patch_geometry must be one of {', '.join(PATCH_GEOMETRIES)}, got {p.patch_geometry!r}")
-        if p.stride < 1 or any(q < 1 or q > REFERENCE_SIZE for q in p.patch_sizes):
-            raise ValueError(f"patch sizes must be in 1..{REFERENCE_SIZE} and the stride >= 1, got {p.patch_sizes}, {p.stride}")
+        check_knobs(p)
         if isinstance(p.patch_fill, list):
             object.__setattr__(p, "patch_fill", tuple(p.patch_fill))
         perturb.check_fill(p.patch_fill)
@@ -141,7 +138,7 @@ def patch_stamp(patch: int, shape: str = "rect", edge_blur: float = 0.0) -> np.n
     by 3 sigma on each side)."""
     pad = math.ceil(3 * edge_blur) if edge_blur > 0 else 0
     n = patch + 2 * pad
-    stamp = np.zeros((n, n), np.float32)
+    stamp: np.ndarray = np.zeros((n, n), np.float32)
     if shape == "rect":
         stamp[pad : pad + patch, pad : pad + patch] = 1
     else:
@@ -238,7 +235,10 @@ def similarity_map(d: torch.Tensor, d_orig: float, masks: torch.Tensor) -> np.nd
 
 def combine_scales(maps: Sequence[np.ndarray], patches: Sequence[int]) -> np.ndarray:
     """Eq. 10: weighted mean with weights 1 / p^2."""
-    return sum(m / (p * p * len(patches)) for m, p in zip(maps, patches, strict=True))  # type: ignore[return-value]
+    total = sum(m / (p * p * len(patches)) for m, p in zip(maps, patches, strict=True))
+    if not isinstance(total, np.ndarray):  # sum() of nothing is 0
+        raise ValueError("combine_scales needs at least one map")
+    return total
 
 
 def smooth_normalise(s_bar: np.ndarray, stride: int) -> tuple[np.ndarray, float]:

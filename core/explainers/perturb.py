@@ -9,12 +9,14 @@ exactly the same as composing in pixel space, and avoids rounding soft masks to 
 any other embedder the images are composed in pixel space, rounded to uint8 and passed
 through its ``preprocess``.
 
-Forward passes are counted (``STATS``) so the API, the benchmark and the UI can say what a
-set of methods costs. Each cached value also keeps its provenance: which method computed it,
-with how many forward passes and in how long (``Provenance``); an explainer call keeps a
-``Ledger`` of the passes it ran and of the cached values it was served, so a map made from
-another method's embeddings says whose they are and what they cost
-(``Explanation.extras["cached_from"]``).
+Forward passes are counted per call, never in a process-global counter (two explanations
+running at once in two threads each see only their own): an explainer call creates one
+``Ledger`` and passes it down explicitly to every ``Perturber``, ``embed_faces`` and
+``remember`` it uses. The ledger holds the passes the call ran itself and the cached values
+it was served; each cached value keeps its provenance: which method computed it, with how
+many forward passes and in how long (``Provenance``). So a map made from another method's
+embeddings says whose they are and what they cost (``Explanation.scores["forward_passes"]``:
+run by this call; ``Explanation.extras["cached_from"]``: taken from the cache, by owner).
 """
 
 from __future__ import annotations
@@ -33,27 +35,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import InvalidParameterError
 from ..models.base import chunks
-from ..types import FaceEmbedder
+from ..types import FaceEmbedder, TorchFaceEmbedder, batch_size_of
 
 log = logging.getLogger(__name__)
 
 FILL_NAMES = ("black", "grey", "white", "noise", "near_black_noise", "mean")
 
 
-@dataclass
-class ForwardStats:
-    """Images embedded by the perturbation explainers since the last ``reset``."""
-
-    forward_passes: int = 0
-    cache_hits: int = 0
-
-    def reset(self) -> None:
-        self.forward_passes = 0
-        self.cache_hits = 0
-
-
-STATS = ForwardStats()
 T = TypeVar("T")
 
 
@@ -76,20 +66,40 @@ class _Frame:
     runtime_s: float = 0.0
 
 
+@dataclass
 class Ledger:
-    """What one explainer call cost: the forward passes it ran, and the cached values it was
-    served, each with who computed it and at what cost. One per call, never shared."""
+    """What one explainer call cost: the forward passes it ran (``forward_passes``), the
+    cache hits it had (``cache_hits``) and the cached values it was served (``served``), each
+    with who computed it and at what cost (``cached_passes``, ``cached_by``). Created by
+    the call and passed down explicitly; one per call, never shared between calls or threads
+    (so there is nothing global to lock or to read as a before/after difference)."""
 
-    def __init__(self, method: str | None = None, label: str | None = None) -> None:
-        self.method, self.label = method, label
-        self.forward_passes = 0  # run by this call
-        self.served: dict[str, Provenance] = {}  # provenance of what came from the cache, by key
-        self.computed: dict[str, Provenance] = {}  # what this call computed and stored, by key
-        self._frames: list[_Frame] = []
+    method: str | None = None  # registry key of the explainer making the call (the owner of what it computes)
+    label: str | None = None
+    forward_passes: int = 0  # run by this call
+    cache_hits: int = 0  # lookups of ``remember`` answered by the cache
+    served: dict[str, Provenance] = field(default_factory=dict)  # provenance of what came from the cache, by key
+    computed: dict[str, Provenance] = field(default_factory=dict)  # what this call computed and stored, by key
+    _frames: list[_Frame] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def ran(self, n: int) -> None:
+        """Count ``n`` forward passes run by this call."""
         self.forward_passes += int(n)
-        STATS.forward_passes += int(n)
+
+    @property
+    def cached_passes(self) -> int:
+        """Forward passes this call took from the cache instead of running them (each cached
+        value once, however often it was read)."""
+        return sum(p.forward_passes for p in self.served.values())
+
+    @property
+    def cached_by(self) -> dict[str | None, int]:
+        """The passes taken from the cache by the method that computed them (the cache key's
+        owner; None: a direct call outside any explainer), most first."""
+        by: dict[str | None, int] = {}
+        for p in self.served.values():
+            by[p.method] = by.get(p.method, 0) + p.forward_passes
+        return dict(sorted(by.items(), key=lambda kv: -kv[1]))
 
     def cached_from(self) -> dict[str, Any] | None:
         """``{"method", "label", "forward_passes", "runtime_s", "sources"}`` of the values
@@ -123,7 +133,7 @@ def remember(key: str, compute: Callable[[], T], ledger: Ledger | None = None) -
     hit = CACHE.lookup(key)
     if hit is not None:
         value, origins = hit
-        STATS.cache_hits += 1
+        ledger.cache_hits += 1
         ledger.served.update((p.key, p) for p in origins if p.key not in ledger.computed)  # not what this call made
         ledger._use(origins)
         return value
@@ -264,15 +274,18 @@ def fill_image(image: np.ndarray, fill: str | float | tuple[float, float, float]
         elif name == "near_black_noise":
             return np.random.default_rng(seed).integers(0, 2, size=(s, s, 3)).astype(np.float32)
         else:
-            raise ValueError(f"unknown fill {fill!r}; use one of {', '.join(FILL_NAMES)}, a grey level or an RGB triple")
+            raise InvalidParameterError(f"unknown fill {fill!r}; use one of {', '.join(FILL_NAMES)}, a grey level or an RGB triple")
     else:
         value = np.asarray(fill, dtype=np.float32)
         if value.size not in (1, 3) or np.any(value < 0) or np.any(value > 255):
-            raise ValueError(f"fill must be a grey level or RGB triple in 0-255, got {fill!r}")
+            raise InvalidParameterError(f"fill must be a grey level or RGB triple in 0-255, got {fill!r}")
     return np.broadcast_to(np.asarray(value, dtype=np.float32), (s, s, 3)).copy()
 
 
-def check_fill(fill: str | float | tuple) -> str | float | tuple:
+FillT = TypeVar("FillT", bound=str | float | tuple)
+
+
+def check_fill(fill: FillT) -> FillT:
     """Validate a fill / hiding value early (see ``fill_image``); returns it unchanged."""
     fill_image(np.zeros((2, 2, 3), np.uint8), fill)
     return fill
@@ -283,7 +296,7 @@ def preset_knobs(presets: dict[str, dict[str, Any]], keys: tuple[str, ...], knob
     knobs among ``keys`` that are given (not None)."""
     preset = knobs.get("preset") or "full"
     if preset not in presets:
-        raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(presets)}")
+        raise InvalidParameterError(f"unknown preset {preset!r}; use one of {', '.join(presets)}")
     values = dict(presets[preset])
     values.update({k: knobs[k] for k in keys if knobs.get(k) is not None})
     return preset, values
@@ -306,7 +319,7 @@ class Perturber:
     ``embed(masks)`` takes ``(N, S, S)`` masks in [0, 1] (1 = hidden) as a float32 tensor
     or numpy array, or a callable ``masks(slice) -> tensor`` that builds them a batch at a
     time, and returns the ``(N, D)`` L2-normalised embeddings on the CPU. Its forward
-    passes are counted on ``ledger`` when given (and on ``STATS``).
+    passes are counted on ``ledger`` (the calling explainer's; a private one when not given).
     """
 
     def __init__(self, embedder: FaceEmbedder, image: np.ndarray, fill: str | float | tuple = "black", seed: int = 0,
@@ -316,9 +329,9 @@ class Perturber:
         self.size = int(embedder.input_size)
         self.image = crop_at_input_size(np.asarray(image), self.size)
         self.fill = fill_image(self.image, fill, seed)
-        self.batch_size = int(batch_size or getattr(embedder, "batch_size", 16))
+        self.batch_size = batch_size_of(embedder, batch_size)
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise InvalidParameterError(f"batch_size must be >= 1, got {self.batch_size}")
         self.affine = affine_preprocess(embedder)
         self.device = embedder.device
         if self.affine:
@@ -339,7 +352,8 @@ class Perturber:
         m = masks.to(self.device, torch.float32)[:, None]
         if self.affine:
             x = self._x * (1 - m) + self._f * m
-            return x.contiguous(memory_format=torch.channels_last) if getattr(self.embedder, "channels_last", False) else x
+            channels_last = isinstance(self.embedder, TorchFaceEmbedder) and self.embedder.channels_last
+            return x.contiguous(memory_format=torch.channels_last) if channels_last else x
         img = torch.from_numpy(self.image).to(self.device).permute(2, 0, 1)[None].float()
         fil = torch.from_numpy(self.fill).to(self.device).permute(2, 0, 1)[None]
         pix = (img * (1 - m) + fil * m).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -381,7 +395,7 @@ def embed_faces(embedder: FaceEmbedder, images: list[np.ndarray], batch_size: in
     given), ``(N, D)`` on the CPU."""
     size = int(embedder.input_size)
     crops = [crop_at_input_size(np.asarray(im), size) for im in images]
-    bs = int(batch_size or getattr(embedder, "batch_size", 16))
+    bs = batch_size_of(embedder, batch_size)
     out = [F.normalize(embedder.embed(embedder.preprocess(crops[sl])).float(), dim=1).cpu() for sl in chunks(len(crops), bs)]
     (ledger if ledger is not None else Ledger()).ran(len(crops))
     return torch.cat(out)

@@ -35,16 +35,19 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import MethodRequirementError
+from ..errors import InvalidParameterError, MethodRequirementError
 from ..types import Explanation, FaceEmbedder, FacePair
 from .cam import Contributions, contributions, upsample
 from .perturb import crop_at_input_size
+
+if TYPE_CHECKING:
+    from ..gallery import Gallery
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ def sdd_map(target: np.ndarray, competitors: np.ndarray) -> tuple[np.ndarray, di
     return out.astype(np.float32), {"F": f, "alpha": alpha, "scale": scale}
 
 
-def _gallery(knobs: dict[str, Any]):
+def _gallery(knobs: dict[str, Any]) -> Gallery:
     from ..gallery import Gallery
 
     g = knobs.get("gallery")
@@ -104,10 +107,10 @@ class SDDExplainer:
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
         mode = self.mode or knobs.get("sdd_mode") or "verification"
         if mode not in MODES:
-            raise ValueError(f"sdd_mode must be one of {', '.join(MODES)}, got {mode!r}")
+            raise InvalidParameterError(f"sdd_mode must be one of {', '.join(MODES)}, got {mode!r}")
         k = int(knobs.get("competitors") or DEFAULT_COMPETITORS)
         if k < 1:
-            raise ValueError(f"competitors must be at least 1, got {k}")
+            raise InvalidParameterError(f"competitors must be at least 1, got {k}")
         gallery = _gallery(knobs)
         size = int(embedder.input_size)
         faces = [crop_at_input_size(f.image, size) for f in pair]
@@ -128,14 +131,15 @@ class SDDExplainer:
                 comp = order[1 : 1 + k]
             else:
                 thr = knobs.get("decision_threshold")
+                assert shared is not None  # verification mode
                 names, classes = shared
                 sims = classes @ probe
                 allowed = np.ones(len(names), bool) if thr is None else classes @ other < float(thr)
-                order = [j for j in np.argsort(-sims) if allowed[j]]
-                if not order:
+                ranked = [j for j in np.argsort(-sims) if allowed[j]]
+                if not ranked:
                     raise MethodRequirementError("SDD found no gallery identity other than the target's to compete with")
                 target_vec, target_name = other, "the other face"
-                comp = np.asarray(order[:k])
+                comp = np.asarray(ranked[:k])
             targets = torch.from_numpy(np.vstack([target_vec[None], classes[comp]]))
             cams = _cams(con, i, targets)
             grid, used = sdd_map(cams[0], cams[1:])

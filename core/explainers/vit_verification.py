@@ -40,8 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import MethodRequirementError
-from ..types import Explanation, FaceEmbedder, FacePair
+from ..errors import InvalidParameterError, MethodRequirementError
+from ..types import Explanation, FaceEmbedder, FacePair, torch_module
 from .perturb import check_fill, crop_at_input_size, embed_faces, fill_image
 from .vit_lrp import attention_maps, cosine_target, find_vit, to_image
 
@@ -214,8 +214,8 @@ class ViTExplainer:
         masking = knobs.get("masking", "select")
         fill = check_fill(knobs.get("fill", "black"))
         if heatmap not in ("verification", "attention"):
-            raise ValueError(f"heatmap must be 'verification' or 'attention', got {heatmap!r}")
-        module = getattr(embedder, "module", None)
+            raise InvalidParameterError(f"heatmap must be 'verification' or 'attention', got {heatmap!r}")
+        module = torch_module(embedder)
         if module is None:
             raise MethodRequirementError(f"{self.label} needs a torch ViT; model '{embedder.name}' has none")
         size = int(embedder.input_size)
@@ -242,7 +242,7 @@ class ViTExplainer:
         masks = candidate_masks(mask_a, mask_b, positive)
         if masking != "select" and masking not in masks:
             kind = "positive" if positive else "negative"
-            raise ValueError(f"masking must be 'select' or one of {', '.join(masks)} for a {kind} decision, got {masking!r}")
+            raise InvalidParameterError(f"masking must be 'select' or one of {', '.join(masks)} for a {kind} decision, got {masking!r}")
         candidates = score_candidates(embedder, faces, embeddings, masks, positive, fill, knobs.get("batch_size"))
         chosen = select(candidates) if masking == "select" else next(c for c in candidates if c.mask == masking)
         raw = combine_maps(maps[0], maps[1], mask_a, mask_b, masks[chosen.mask])

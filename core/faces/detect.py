@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..device import resolve_device
-from ..errors import ModelUnavailableError, NoFaceError
+from ..errors import InvalidParameterError, ModelUnavailableError, NoFaceError
 from ..types import DetectedFace, Detection
+
+if TYPE_CHECKING:
+    from facenet_pytorch import MTCNN
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +72,11 @@ class FaceDetector:
         self.max_side = int(max_side)
         self.max_pixels = int(max_pixels)
         self.min_side = int(min_side)
-        self._mtcnn = None
+        self._mtcnn: MTCNN | None = None
         self._lock = threading.Lock()
 
     @property
-    def mtcnn(self):
+    def mtcnn(self) -> MTCNN:
         with self._lock:
             if self._mtcnn is None:
                 try:
@@ -124,8 +128,10 @@ class FaceDetector:
         ]
         return sorted(faces, key=lambda f: f.area, reverse=True)
 
-    def detect_one(self, image: np.ndarray, name: str = "the image") -> Detection:
-        """The largest confident face, with every face found; ``NoFaceError`` if none."""
+    def detect_one(self, image: np.ndarray, name: str = "the image", face: int | None = None) -> Detection:
+        """The largest confident face (or the ``face``-th confident one, 0 = the largest),
+        with every confident face found; ``NoFaceError`` if none, ``InvalidParameterError``
+        when ``face`` is not one of them."""
         faces = self.detect(image, name)
         chosen = choose_face(faces, self.min_confidence)
         if chosen is None:
@@ -133,4 +139,11 @@ class FaceDetector:
             extra = "" if best is None else f" (the best candidate had confidence {best:.2f} < {self.min_confidence:.2f})"
             raise NoFaceError(f"no face found in {name}{extra}; use a photo where the face is visible, frontal-ish and at least about 20 pixels wide")
         confident = tuple(f for f in faces if f.score >= self.min_confidence)
+        if face is not None:
+            if not 0 <= int(face) < len(confident):
+                raise InvalidParameterError(
+                    f"face {int(face) + 1} of {name} was asked for, but {name} has {len(confident)} face{'s' * (len(confident) != 1)}: "
+                    f"choose 1 to {len(confident)} (1 is the largest)"
+                )
+            return Detection(face=confident[int(face)], faces=confident, image_size=(image.shape[1], image.shape[0]), chosen=int(face))
         return Detection(face=chosen, faces=confident, image_size=(image.shape[1], image.shape[0]))

@@ -32,9 +32,11 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import ModelUnavailableError
 from ..types import AlignedFace
@@ -140,7 +142,7 @@ def _predictor_path() -> Path:
     raise ModelUnavailableError(f"{_PREDICTOR_FILE} was not found; {_INSTALL_HINT}")
 
 
-def _load_predictor():
+def _load_predictor() -> Any:  # a dlib.shape_predictor (dlib ships no types)
     """dlib's shape predictor, loaded once (thread-safe); ``ModelUnavailableError`` if missing."""
     global _predictor
     with _predictor_lock:
@@ -228,12 +230,12 @@ class _Frame:
         self.v = np.array([-self.u[1], self.u[0]])
         self.o = (np.asarray(left_img_eye, np.float64) + np.asarray(right_img_eye, np.float64)) / 2.0
 
-    def to_crop(self, pts) -> np.ndarray:
+    def to_crop(self, pts: ArrayLike) -> np.ndarray:
         """Frame coordinates (units of ``d``) -> crop pixels."""
         p = np.atleast_2d(np.asarray(pts, dtype=np.float64))
         return self.o + self.d * (p[:, :1] * self.u + p[:, 1:2] * self.v)
 
-    def to_frame(self, pts) -> np.ndarray:
+    def to_frame(self, pts: ArrayLike) -> np.ndarray:
         p = np.atleast_2d(np.asarray(pts, dtype=np.float64)) - self.o
         return np.stack([p @ self.u, p @ self.v], axis=1) / self.d
 
@@ -241,7 +243,7 @@ class _Frame:
         """Shift crop points up the face by ``amount`` inter-ocular distances."""
         return np.asarray(pts, np.float64) - amount * self.d * self.v
 
-    def ellipse(self, center, a: float, b: float, n: int = 48) -> np.ndarray:
+    def ellipse(self, center: ArrayLike, a: float, b: float, n: int = 48) -> np.ndarray:
         """An ellipse around crop point ``center``, semi-axes ``a`` along the eye line and ``b``
         across it (in units of ``d``), as a crop polygon."""
         t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
@@ -388,6 +390,7 @@ def region_masks(face: AlignedFace, landmarks: str = "auto") -> RegionMasks:
     if landmarks not in ("auto", "68", "5"):
         raise ValueError(f"landmarks must be 'auto', '68' or '5', got {landmarks!r}")
     size = face.size
+    pts: np.ndarray | None
     if landmarks == "68":
         pts = _landmarks68(face)
     elif landmarks == "auto":

@@ -26,7 +26,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,11 @@ from torch import nn
 
 from ..errors import DataError, MethodRequirementError
 from ..text.descriptors import DescriptorSet, load_descriptors
+from ..types import FaceEmbedder, torch_module
 from .base import TorchEmbedder
+
+if TYPE_CHECKING:
+    from .clip import OpenClipModel
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,9 @@ class DescriptorScorer(nn.Module):
     """What both bottlenecks share: the image tower, an optional residual adapter
     (``I = alpha E_i(X) + (1 - alpha) F_i(E_i(X))``), the descriptors' cached text encodings,
     and the Group SoftMax of the scaled cosine scores."""
+
+    text: torch.Tensor  # buffers: (N, d) normalised text encodings, (N,) group of each descriptor
+    group_ids: torch.Tensor
 
     def __init__(
         self,
@@ -151,14 +158,18 @@ def _cache_dir() -> Path:
 
 
 @torch.no_grad()
-def text_features(model: nn.Module, tokenizer: Any, descriptors: DescriptorSet, cache_key: str | None = None, batch_size: int = 64) -> torch.Tensor:
+def text_features(
+    model: OpenClipModel, tokenizer: Any, descriptors: DescriptorSet, cache_key: str | None = None, batch_size: int = 64
+) -> torch.Tensor:
     """Normalised text encodings (N, d) of the descriptor prompts, computed once: kept in
     memory and, with a ``cache_key`` naming the weights, in ``~/.cache/xfv/text``."""
-    key = None if cache_key is None else hashlib.sha256(f"{cache_key}|{descriptors.digest()}".encode()).hexdigest()[:32]
-    if key is not None and key in _TEXT_CACHE:
+    if cache_key is None:
+        return _encode_prompts(model, tokenizer, descriptors, batch_size)
+    key = hashlib.sha256(f"{cache_key}|{descriptors.digest()}".encode()).hexdigest()[:32]
+    if key in _TEXT_CACHE:
         return _TEXT_CACHE[key]
-    path = None if key is None else _cache_dir() / f"{key}.pt"
-    if path is not None and path.is_file():
+    path = _cache_dir() / f"{key}.pt"
+    if path.is_file():
         try:
             feats = torch.load(path, map_location="cpu", weights_only=True)
             if feats.shape[0] == len(descriptors):
@@ -166,20 +177,23 @@ def text_features(model: nn.Module, tokenizer: Any, descriptors: DescriptorSet, 
                 return feats
         except Exception as e:  # a broken cache file is recomputed
             log.warning("ignoring the text-encoding cache %s: %s", path, e)
+    feats = _encode_prompts(model, tokenizer, descriptors, batch_size)
+    _TEXT_CACHE[key] = feats
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(feats, path)
+    except OSError as e:
+        log.warning("could not cache text encodings in %s: %s", path, e)
+    return feats
+
+
+def _encode_prompts(model: OpenClipModel, tokenizer: Any, descriptors: DescriptorSet, batch_size: int) -> torch.Tensor:
     device = next(model.parameters()).device
     prompts = descriptors.prompts
     out = []
     for i in range(0, len(prompts), batch_size):
         out.append(F.normalize(model.encode_text(tokenizer(prompts[i : i + batch_size]).to(device)).float(), dim=1).cpu())
-    feats = torch.cat(out)
-    if key is not None:
-        _TEXT_CACHE[key] = feats
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(feats, path)
-        except OSError as e:
-            log.warning("could not cache text encodings in %s: %s", path, e)
-    return feats
+    return torch.cat(out)
 
 
 # -- heads ---------------------------------------------------------------------------------------
@@ -240,7 +254,7 @@ def last_mlp(visual: nn.Module) -> nn.Module:
 
 # -- embedders ---------------------------------------------------------------------------------
 def cbm_embedder(
-    model: nn.Module,
+    model: OpenClipModel,
     tokenizer: Any,
     name: str,
     descriptors: DescriptorSet | None = None,
@@ -285,12 +299,12 @@ def load_cbm(
     return cbm_embedder(model, tokenizer, name, desc, device, cache_key=key, head=head)
 
 
-def concept_model(embedder: Any) -> ConceptBottleneck:
+def concept_model(embedder: FaceEmbedder) -> ConceptBottleneck:
     """The ``ConceptBottleneck`` behind an embedder (MethodRequirementError for other models)."""
-    module = getattr(embedder, "module", None)
+    module = torch_module(embedder)
     if not isinstance(module, ConceptBottleneck):
         raise MethodRequirementError(
-            f"model '{getattr(embedder, 'name', embedder)}' is not a concept bottleneck; use --model cbm_clip_vit_l14 "
+            f"model '{embedder.name}' is not a concept bottleneck; use --model cbm_clip_vit_l14 "
             "(CLIP ViT-L-14 weights needed) for explanations in words"
         )
     return module

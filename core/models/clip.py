@@ -6,12 +6,21 @@ zero-shot face verifier in the ablation of Yalavarthi and Ratha.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeAlias
+
 import torch
 from torch import nn
 
 from ..errors import ModelUnavailableError
 from .base import TorchEmbedder
 from .weights import hf_file
+
+if TYPE_CHECKING:
+    from open_clip import CLIP, CustomTextCLIP
+
+    #: An open_clip model; ``visual``, ``encode_text`` and ``logit_scale`` are what is used
+    #: (open_clip ships no type information: the checker knows no more than the class).
+    OpenClipModel: TypeAlias = CLIP | CustomTextCLIP
 
 
 class ClipImageTower(nn.Module):
@@ -30,7 +39,7 @@ def _image_size(visual: nn.Module) -> int:
     return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
-def clip_embedder(model: nn.Module, name: str, device: str | torch.device | None = "auto") -> TorchEmbedder:
+def clip_embedder(model: OpenClipModel, name: str, device: str | torch.device | None = "auto") -> TorchEmbedder:
     """Wrap an open_clip ``CLIP`` model's image tower (pretrained or random)."""
     visual = model.visual
     mean = getattr(visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
@@ -43,7 +52,7 @@ def clip_embedder(model: nn.Module, name: str, device: str | torch.device | None
     )  # fmt: skip
 
 
-def load_open_clip(arch: str, pretrained: str, name: str) -> tuple[nn.Module, str | None]:
+def load_open_clip(arch: str, pretrained: str, name: str) -> tuple[OpenClipModel, str | None]:
     """A pretrained open_clip ``CLIP`` model (eval mode) and the weights file it came from,
     from the local Hugging Face cache; ``ModelUnavailableError`` saying what to download."""
     try:

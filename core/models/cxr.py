@@ -24,7 +24,7 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,9 @@ from ..errors import DataError, ModelUnavailableError
 from ..text.descriptors import ASSETS, DescriptorSet, load_descriptors
 from .cbm import DescriptorScorer, ResidualAdapter, read_head, text_features
 from .weights import HubFile, describe_hub_files, download_hub_files, find_hub_file, hub_cache, missing_hub_files, offline
+
+if TYPE_CHECKING:
+    from .clip import OpenClipModel
 
 BIOMEDCLIP = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
 BIOMEDBERT = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
@@ -191,7 +194,7 @@ def _missing_text(source: str | None, missing: list[HubFile]) -> str:
             f"folder here (to {hub_cache()}, or point HF_HOME at the copy's parent folder).")  # fmt: skip
 
 
-def load_cxr_clip(source: str | Path | None = None, name: str = "biomedclip") -> tuple[nn.Module, Any, str]:
+def load_cxr_clip(source: str | Path | None = None, name: str = "biomedclip") -> tuple[OpenClipModel, Any, str]:
     """An open_clip CLIP for chest X-rays, its tokenizer and where it came from: ``source`` is
     a local directory, ``hf-hub:ORG/REPO`` (from the local Hugging Face cache) or None
     (``XFV_CXR_CLIP``, else BiomedCLIP). Missing files are downloaded first unless offline or
@@ -230,6 +233,8 @@ class CXROutput:
 class CXRBottleneck(DescriptorScorer):
     """Image tower -> descriptor scores -> Group SoftMax -> effusion logits."""
 
+    class_text: torch.Tensor  # buffer: (2, d) normalised text encodings of the two classes
+
     def __init__(
         self, visual: nn.Module, text: torch.Tensor, descriptors: DescriptorSet, class_text: torch.Tensor, logit_scale: float = 100.0
     ) -> None:
@@ -256,7 +261,7 @@ class CXRBottleneck(DescriptorScorer):
         return CXROutput(scores, probs, logits)
 
 
-def cxr_bottleneck(model: nn.Module, tokenizer: Any, descriptors: DescriptorSet | None = None, cache_key: str | None = None) -> CXRBottleneck:
+def cxr_bottleneck(model: OpenClipModel, tokenizer: Any, descriptors: DescriptorSet | None = None, cache_key: str | None = None) -> CXRBottleneck:
     """The bottleneck over an open_clip CLIP (pretrained, or a tiny random one in tests)."""
     descriptors = descriptors or load_descriptors(RADIOLOGY)
     text = text_features(model, tokenizer, descriptors, cache_key)
@@ -273,7 +278,7 @@ def cxr_bottleneck(model: nn.Module, tokenizer: Any, descriptors: DescriptorSet 
 
 
 def save_cxr_head(model: CXRBottleneck, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    if model.head is None:
+    if model.head is None or model.adapter is None:
         raise DataError("this bottleneck has no trained head (zero-shot mode)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -287,6 +292,7 @@ def save_cxr_head(model: CXRBottleneck, path: str | Path, extra: dict[str, Any] 
 def load_cxr_head(model: CXRBottleneck, path: str | Path) -> CXRBottleneck:
     state = read_head(path, model.descriptors, "chest X-ray head")
     model.add_head(float(state["alpha"])).load_state_dict(state["state"])
+    assert model.adapter is not None  # add_head made one
     model.adapter.load_state_dict(state["adapter"])
     for p in model.parameters():
         p.requires_grad_(False)

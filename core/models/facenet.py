@@ -7,13 +7,18 @@ file is looked up first so that, offline, the user gets a clear error at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import ModelUnavailableError
 from .base import TorchEmbedder, sha256_file
 from .weights import require_file
+
+if TYPE_CHECKING:
+    from facenet_pytorch import InceptionResnetV1
 
 WEIGHTS_FILE = "20180402-114759-vggface2.pt"
 WEIGHTS_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/" + WEIGHTS_FILE
@@ -23,7 +28,7 @@ def weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
 
 
-def facenet_embedder(module: torch.nn.Module, device: str | torch.device | None = "auto", weights_sha256: str | None = None) -> TorchEmbedder:
+def facenet_embedder(module: InceptionResnetV1, device: str | torch.device | None = "auto", weights_sha256: str | None = None) -> TorchEmbedder:
     """Wrap an InceptionResnetV1 (pretrained or random) as a ``FaceEmbedder``."""
     return TorchEmbedder(
         "facenet_vggface2", module, 160, 512,
@@ -32,7 +37,7 @@ def facenet_embedder(module: torch.nn.Module, device: str | torch.device | None 
     )  # fmt: skip
 
 
-def _pooled_head(m: torch.nn.Module):
+def _pooled_head(m: InceptionResnetV1) -> Callable[[torch.Tensor], torch.Tensor]:
     """InceptionResnetV1 after block8: global average pooling, (dropout: identity in eval),
     a bias-free linear layer and BatchNorm1d: affine, so CAM takes its pooled form."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -48,7 +49,7 @@ def adaface_embedder(module: nn.Module, device: str | torch.device | None = "aut
 
 
 @contextmanager
-def _in_dir(path: str):
+def _in_dir(path: str) -> Iterator[None]:
     cwd = os.getcwd()
     os.chdir(path)
     sys.path.insert(0, path)

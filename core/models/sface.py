@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ _BLOCKS: tuple[tuple[int, int], ...] = (
     (1, 512), (1, 512), (1, 512), (1, 512), (1, 512), (2, 1024), (1, 1024),
 )  # fmt: skip
 _STEM = 32
+M = TypeVar("M", bound=nn.Module)
 
 
 class ConvBNPReLU(nn.Sequential):
@@ -133,7 +135,17 @@ def read_onnx_weights(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _layer(seq: nn.Sequential, i: int, kind: type[M]) -> M:
+    """Layer ``i`` of ``seq``, checked to be the ``kind`` the ONNX weights are read into."""
+    layer = seq[i]
+    if not isinstance(layer, kind):
+        raise TypeError(f"layer {i} of {type(seq).__name__} is a {type(layer).__name__}, not a {kind.__name__}")
+    return layer
+
+
 def _bn(bn: nn.BatchNorm1d | nn.BatchNorm2d, w: dict[str, np.ndarray], prefix: str) -> None:
+    if bn.running_mean is None or bn.running_var is None:
+        raise TypeError(f"{prefix}: SFace's batch norms keep running statistics")
     bn.weight.data = torch.from_numpy(w[f"{prefix}_gamma"]).float()
     bn.bias.data = torch.from_numpy(w[f"{prefix}_beta"]).float()
     bn.running_mean.data = torch.from_numpy(w[f"{prefix}_moving_mean"]).float()
@@ -141,7 +153,7 @@ def _bn(bn: nn.BatchNorm1d | nn.BatchNorm2d, w: dict[str, np.ndarray], prefix: s
 
 
 def _cbp(block: ConvBNPReLU, w: dict[str, np.ndarray], prefix: str) -> None:
-    conv, bn, prelu = block
+    conv, bn, prelu = _layer(block, 0, nn.Conv2d), _layer(block, 1, nn.BatchNorm2d), _layer(block, 2, nn.PReLU)
     weight = torch.from_numpy(w[f"{prefix}_conv2d_weight_reshaped"]).float()
     if weight.shape != conv.weight.shape:
         raise ModelUnavailableError(f"SFace ONNX layer {prefix} has shape {tuple(weight.shape)}, expected {tuple(conv.weight.shape)}")
@@ -164,14 +176,15 @@ def load_sface_module(path: str | Path | None = None, check_hash: bool = True) -
             )
     w = read_onnx_weights(path)
     net = SFaceNet()
-    blocks = list(net.features)
-    _cbp(blocks[0], w, "conv_1")
-    for i, blk in enumerate(blocks[1:], start=2):
+    _cbp(_layer(net.features, 0, ConvBNPReLU), w, "conv_1")
+    for i in range(2, len(net.features) + 1):
+        blk = _layer(net.features, i - 1, DepthwiseSeparable)
         _cbp(blk.dw, w, f"conv_{i}_dw")
         _cbp(blk.pw, w, f"conv_{i}")
-    _bn(net.head[0], w, "bn1")
-    net.head[2].weight.data = torch.from_numpy(w["pre_fc1_weight_dequantized"]).float()
-    net.head[2].bias.data = torch.from_numpy(w["pre_fc1_bias_dequantized"]).float()
-    _bn(net.head[3], w, "fc1")
+    _bn(_layer(net.head, 0, nn.BatchNorm2d), w, "bn1")
+    fc = _layer(net.head, 2, nn.Linear)
+    fc.weight.data = torch.from_numpy(w["pre_fc1_weight_dequantized"]).float()
+    fc.bias.data = torch.from_numpy(w["pre_fc1_bias_dequantized"]).float()
+    _bn(_layer(net.head, 3, nn.BatchNorm1d), w, "fc1")
     log.info("SFace loaded from %s", path)
     return net.eval()

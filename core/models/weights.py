@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _local_then_remote(fetch, repo_id: str, filename: str | None, model: str) -> str:
+def _local_then_remote(fetch: Callable[..., str], repo_id: str, filename: str | None, model: str) -> str:
     """``fetch(**kw)`` from the local cache first; then, unless offline, from the Hub."""
     try:
         return fetch(local_files_only=True)

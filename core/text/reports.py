@@ -86,6 +86,7 @@ def read_reports(path: str | Path | None = None, limit: int | None = None) -> It
         return Report(Path(name).stem, sections.get("FINDINGS", ""), sections.get("IMPRESSION", ""), mesh)
 
     n = 0
+    files: Iterator[tuple[str, bytes]]
     if path.is_dir():
         files = ((f.name, f.read_bytes()) for f in sorted(path.glob("*.xml")))
     elif path.suffix in (".tgz", ".gz"):

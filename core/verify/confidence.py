@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 BINS = 400
 
 
-def sigmoid(d: np.ndarray, L: float, d0: float, k: float, b: float) -> np.ndarray:
+def sigmoid(d: float | np.ndarray, L: float, d0: float, k: float, b: float) -> np.ndarray:
     """Eq. 2 of the paper."""
     z = np.clip(-k * (np.asarray(d, dtype=np.float64) - d0), -500, 500)
     return L / (1.0 + np.exp(z)) + b

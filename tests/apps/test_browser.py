@@ -120,14 +120,56 @@ def _upload(page, elem_id: str, path: Path) -> None:
     page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
 
 
+#: Pictures that show (or blend) a photo: pixelated in the screenshots kept for the README,
+#: whose photos are third-party pictures that are not committed. Maps alone and colour bars stay.
+PHOTO_SELECTORS = ("#photo_a img", "#photo_b img", "#photo_a_faces img", "#photo_b_faces img", "#crop_a img", "#crop_b img",
+                   "#method-grid img", "#viewer-image img", "#explore_maps img", "#explore_viewer_image img", ".gallery-item img",
+                   "[data-testid=examples] img", "table img")  # fmt: skip
+
+
+def _photo_rects(page) -> list[list[float]]:
+    """Page coordinates of every visible picture of ``PHOTO_SELECTORS``."""
+    return page.evaluate(
+        """sels => sels.flatMap(s => [...document.querySelectorAll(s)]).filter(i => i.offsetParent !== null).map(i => {
+               const r = i.getBoundingClientRect();
+               return [r.left + window.scrollX, r.top + window.scrollY, r.right + window.scrollX, r.bottom + window.scrollY]; })""",
+        list(PHOTO_SELECTORS),
+    )
+
+
+def _pixelate_photos(shot: Path, rects: list[list[float]], out: Path, blocks: int = 14) -> None:
+    """``shot`` with each of ``rects`` pixelated, ``blocks`` squares (at least 12 px) along its
+    short side, as ``out``."""
+    from PIL import Image
+
+    img = Image.open(shot).convert("RGB")
+    for x1, y1, x2, y2 in rects:
+        box = (max(0, int(x1)), max(0, int(y1)), min(img.width, int(x2) + 1), min(img.height, int(y2) + 1))
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            continue
+        part = img.crop(box)
+        block = max(12, min(part.size) // blocks)
+        small = part.resize((max(1, part.width // block), max(1, part.height // block)), Image.BILINEAR)
+        img.paste(small.resize(part.size, Image.NEAREST), box[:2])
+    img.save(out, optimize=True)
+
+
 def _screenshot(page, tmp_path: Path, name: str) -> Path:
-    """A full-page screenshot under ``tmp_path``, copied to ``$XFV_SCREENSHOTS`` when set."""
+    """A full-page screenshot under ``tmp_path``, copied to ``$XFV_SCREENSHOTS`` when set,
+    with a copy whose photos are pixelated (``<name>-redacted.png``, what the README shows)."""
     shot = tmp_path / f"{name}.png"
-    page.screenshot(path=str(shot), full_page=True)
+    for _ in range(5):  # the pictures' places must be those of the screenshot: retake it while the layout still moves
+        before = _photo_rects(page)
+        page.screenshot(path=str(shot), full_page=True)
+        rects = _photo_rects(page)
+        if rects == before:
+            break
+        page.wait_for_timeout(500)
     if os.environ.get("XFV_SCREENSHOTS"):
         out = Path(os.environ["XFV_SCREENSHOTS"])
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, out / shot.name)
+        _pixelate_photos(shot, rects, out / f"{name}-redacted.png")
     return shot
 
 
@@ -212,6 +254,36 @@ def test_browser_text_file_named_jpg_gets_a_not_an_image_message(page, tmp_path)
     assert page.locator("#crop_a img").count() == 0
 
 
+@pytest.mark.needs_data
+def test_browser_several_faces_are_drawn_and_the_chosen_one_is_compared(page, tmp_path):
+    """A photo with two faces shows them numbered with a choice; the face chosen is the one compared."""
+    _upload(page, "photo_a", MISC / "two_people.jpg")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#photo_a_faces img'); return i && i.complete && i.naturalWidth > 0; }", timeout=60_000
+    )
+    sync_api.expect(page.locator("#photo_a_note")).to_contain_text("holds 2 faces")
+    options = page.locator("#photo_a_pick input[type=radio]")
+    assert options.count() == 2
+    page.locator("#photo_a_pick").get_by_text("face 2").click()
+    _upload(page, "photo_b", MISC / "obama.jpg")
+    expect_b = page.locator("#photo_b img").first
+    sync_api.expect(expect_b).to_be_visible()
+    assert page.locator("#photo_b_faces img").count() == 0  # one face: nothing to choose
+    page.locator("#methods input[name=xmap3]").uncheck()
+    page.click("#compare")
+    sync_api.expect(page.locator("#verdict")).to_contain_text("as chosen", timeout=COMPARE_TIMEOUT_MS)
+    assert "same person" in page.locator("#verdict").inner_text().lower()  # face 2 of two_people.jpg is Obama
+    _screenshot(page, tmp_path, "several_faces")
+
+
+def test_browser_a_photo_over_20_mb_is_refused_next_to_it(page, tmp_path):
+    big = tmp_path / "huge.jpg"
+    with big.open("wb") as f:
+        f.truncate(21_000_000)
+    _upload(page, "photo_b", big)
+    sync_api.expect(page.locator("#photo_b_note")).to_contain_text("huge.jpg is 21.0 MB, over the 20 MB", timeout=60_000)
+
+
 def test_browser_refuses_a_txt_file_before_uploading(page, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("These are my notes, not a photo.\n")
@@ -248,7 +320,10 @@ def test_browser_explore_runs_an_uploaded_zip_and_reads_nothing_else(page, tmp_p
     sync_api.expect(table).to_contain_text("/etc/passwd: not in your upload")
     sync_api.expect(table).to_contain_text("../secret.jpg: not in your upload")
     table.locator("span.text:visible").filter(has_text="img10.jpg").first.click()  # the compared row: its grid and the viewer, whole maps
-    page.wait_for_function("() => document.querySelectorAll('#explore_maps img').length == 2", timeout=60_000)
+    # one method: face A's row and face B's, each padded to four cells so that no cell spans the page
+    page.wait_for_function("() => document.querySelectorAll('#explore_maps img').length == 8", timeout=60_000)
+    shown = page.locator("#explore_maps img").first.evaluate("i => [i.getBoundingClientRect().width, i.getBoundingClientRect().height]")
+    assert max(shown) <= 400, f"a grid cell is displayed at {shown} px: blown up past its 256 px"
     page.wait_for_function(
         "() => { const i = document.querySelector('#explore_viewer_image img'); return i && i.complete && i.naturalWidth > 0; }", timeout=60_000
     )

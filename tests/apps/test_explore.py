@@ -129,3 +129,78 @@ def test_the_summary_of_a_batch_where_nothing_was_compared_is_true():
     rows = [BatchRow(0, "a.jpg", "b.jpg", "same", error="a.jpg: not in your upload")]
     text = summary_markdown(batch_summary(rows))
     assert "no pair could be compared" in text and "no labelled pair" not in text and "no calibration" not in text
+
+
+def _many(n: int = 230) -> list:
+    """``n`` rows as a batch gives them: every tenth pair failed, the others with a decision,
+    a label and a C-Score that is distinct per pair and not in pair order."""
+    from core.batch import DIFFERENT, SAME, BatchRow
+
+    rows = []
+    for i in range(n):
+        if i % 10 == 9:
+            rows.append(BatchRow(i, f"x{i}.jpg", f"y{i}.jpg", SAME, error=f"x{i}.jpg: no face found"))
+            continue
+        label, decision = (SAME if i % 2 == 0 else DIFFERENT), (SAME if i % 3 == 0 else DIFFERENT)
+        rows.append(BatchRow(i, f"x{i}.jpg", f"y{i}.jpg", label, 0.5, 0.3, decision, label == decision, ((i * 37) % n) / n, 0.1))
+    return rows
+
+
+def test_the_table_pages_through_thousands_of_rows():
+    from apps.explore import PAGE_SIZE
+
+    rows = _many()
+    assert PAGE_SIZE == 50
+    first = explore_table(rows)
+    assert first["ok"] and first["page"] == 0 and first["pages"] == 5 and len(first["rows"]) == 230
+    assert first["table"]["indices"] == list(range(50)) and [line[0] for line in first["table"]["values"]] == list(range(50))
+    assert first["message"] == "rows 1-50 of 230 shown (page 1 of 5); 230 of 230 pairs after the filters"
+    second = explore_table(rows, page=1)
+    assert second["table"]["indices"] == list(range(50, 100)) and second["message"].startswith("rows 51-100 of 230 shown (page 2 of 5)")
+    last = explore_table(rows, page=4)  # the last page holds what is left
+    assert last["table"]["indices"] == list(range(200, 230)) and len(last["table"]["values"]) == 30
+    assert last["message"].startswith("rows 201-230 of 230 shown (page 5 of 5)")
+    # a page past either end is the last or the first one
+    assert explore_table(rows, page=99)["page"] == 4 and explore_table(rows, page=99)["table"] == last["table"]
+    assert explore_table(rows, page=-3)["page"] == 0 and explore_table(rows, page=-3)["table"] == first["table"]
+    assert explore_table(rows, page=None)["page"] == 0  # an empty page box
+    # another page size; one page when everything fits, with the short message as before
+    assert explore_table(rows, page=2, page_size=100)["table"]["indices"] == list(range(200, 230))
+    assert explore_table(rows, page=2, page_size=100)["pages"] == 3
+    small = explore_table(rows[:3], page=5)
+    assert small["page"] == 0 and small["pages"] == 1 and small["message"] == "3 of 3 pairs shown." and small["table"]["indices"] == [0, 1, 2]
+    empty = explore_table(rows, text="no such file")
+    assert empty["pages"] == 1 and empty["table"]["values"] == [] and empty["message"] == "0 of 230 pairs shown."
+
+
+def test_filters_and_sort_then_pages_and_the_click_on_a_line_of_a_page():
+    rows = _many()
+    # independently of core.batch: same-person decisions, highest C-Score first
+    expected = [r.index for r in sorted((r for r in rows if r.decision == "same"), key=lambda r: -r.c_score)]
+    assert len(expected) == 69  # 77 multiples of 3 below 230, less the 8 failed ones (i % 10 == 9)
+    out = explore_table(rows, None, decision="same person", sort_by="c_score", descending=True, page=1)
+    assert out["page"] == 1 and out["pages"] == 2 and [r.index for r in out["rows"]] == expected
+    assert out["table"]["indices"] == expected[50:69]
+    assert out["message"] == "rows 51-69 of 69 shown (page 2 of 2); 69 of 230 pairs after the filters"
+    # line k of page p is pair expected[50 p + k], from the whole filtered list or from the page's own rows
+    for page, line in ((0, 0), (0, 49), (1, 0), (1, 7), (1, 18)):
+        assert selected_index(out["rows"], [line, 3], page) == expected[50 * page + line]
+    page_rows = out["rows"][50:]
+    assert selected_index(page_rows, 7) == expected[57] == out["table"]["indices"][7]
+    assert selected_index(out["rows"], [19, 0], 1) is None  # past the end of the last (partial) page
+    assert selected_index(out["rows"], 50, 0) is None and selected_index(out["rows"], -1, 1) is None  # not a line of that page
+    assert selected_index(out["rows"], 2, 9) == expected[52]  # the page clamped as the table clamps it
+
+
+def test_a_saved_batch_of_many_pairs_opens_on_its_first_page(tmp_path):
+    from core.batch import write_rows
+
+    rows = _many()
+    write_rows(tmp_path / "pairs.csv", rows, [])
+    out = open_explore(tmp_path)
+    assert out["ok"] and len(out["rows"]) == 230 and out["page"] == 0 and out["pages"] == 5
+    assert out["table"]["indices"] == list(range(50)) and out["page_message"].startswith("rows 1-50 of 230 shown")
+    # a failed pair of a later page opens to its own title and error
+    shown = explore_table(out["rows"], out["methods"], page=3)
+    view = explore_view(tmp_path, selected_index(shown["rows"], [29, 0], shown["page"]))
+    assert not view["ok"] and view["title"] == "Pair 179: x179.jpg vs y179.jpg" and "x179.jpg: no face found" in view["message"]

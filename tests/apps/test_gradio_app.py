@@ -118,15 +118,18 @@ def test_the_page_shows_a_grid_a_legend_and_the_viewer_and_a_failure_in_words(ru
     verdict, _, _, _, _, notes, last, _, _, grid, legend, title, image, _raw, bar, _words, method = out
     assert "different people" in verdict.lower()
     cells = grid["value"]
-    assert grid["columns"] == 2 and len(cells) == 4 and all(img.shape[:2] == (256, 256) for img, _ in cells)
-    assert cells[0][1].startswith("X-Map III (occlusion") and ", face A: " in cells[0][1] and cells[3][1].startswith("Grad-CAM, face B")
+    # two methods with maps, each face's row padded to four cells (a column must not span the page)
+    assert grid["columns"] == 4 and len(cells) == 8 and all(img.shape[:2] == (256, 256) for img, _ in cells)
+    assert cells[0][1].startswith("X-Map III (occlusion") and ", face A: " in cells[0][1] and cells[5][1].startswith("Grad-CAM, face B")
+    assert [c[1] for c in cells[2:4] + cells[6:]] == [""] * 4
     assert "green - grey - red" in legend and "dark - bright" in legend  # both colour scales, named
     assert "ViT-LRP" in notes and "vit" in notes  # the failure is said in words, not an empty picture
     assert method == "xmap3" and image.shape[0] == 512 and bar.shape[1] == 512 and "X-Map III" in title
     # a click on Grad-CAM's face-B cell opens it in the viewer
     import gradio as gr
 
-    clicked = fns["on_cell"](last, 0.5, gr.SelectData(None, {"index": 3, "value": None}))
+    assert fns["on_cell"](last, 0.5, gr.SelectData(None, {"index": 3, "value": None}))[5] is None  # a blank cell opens nothing
+    clicked = fns["on_cell"](last, 0.5, gr.SelectData(None, {"index": 5, "value": None}))
     assert clicked[5] == "grad_cam" and "Grad-CAM" in clicked[0] and clicked[1].shape[0] == 512
     faded = fns["on_opacity"](last, 0.0, "grad_cam")  # opacity 0: the photos alone
     assert faded[1].shape == clicked[1].shape and not np.array_equal(faded[1], clicked[1])
@@ -164,10 +167,10 @@ def test_the_explore_tab_runs_a_csv_filters_it_and_opens_the_clicked_row(runner,
         state, gr.SelectData(None, {"index": [0, 2], "value": line[2], "row_value": line})
     )
     assert verdict.startswith("**Different people") and "the decision is **right**" in verdict
-    cells = grid["value"]  # the same grid as the face tab: one column (CAM), a row per face, whole maps
-    assert grid["columns"] == 1 and len(cells) == 2 and cells[0][0].shape == (256, 256, 3) and "CAM" in cells[1][1]
+    cells = grid["value"]  # the same grid as the face tab: one column (CAM) padded to four, a row per face, whole maps
+    assert grid["columns"] == 4 and len(cells) == 8 and cells[0][0].shape == (256, 256, 3) and "CAM" in cells[4][1]
     assert method == "cam" and image.shape[0] == 512 and "CAM" in title and bar.shape[1] == 512
-    again = fns["on_cell"](picked, 1.0, gr.SelectData(None, {"index": 1, "value": None}))
+    again = fns["on_cell"](picked, 1.0, gr.SelectData(None, {"index": 4, "value": None}))
     assert again[5] == "cam" and again[1].shape == image.shape
 
 

@@ -58,3 +58,24 @@ def test_a_cached_map_names_the_method_that_computed_it():
     assert faithfulness_badge({"deletion_auc": 0.1}, {"deletion_auc": 0.2}) == "better than random"
     assert faithfulness_badge({"deletion_auc": 0.3}, {"deletion_auc": 0.2}) == "not better than random"
     assert faithfulness_badge(None, {"deletion_auc": 0.2}) == ""
+
+
+def test_the_gradio_grid_pads_few_methods_to_four_columns_and_a_blank_cell_opens_nothing():
+    from apps.grid import MIN_COLUMNS, gallery_columns, gallery_items, gallery_method
+
+    class E:  # one method with maps: its column must not span the page
+        def __init__(self, method):
+            self.method, self.label, self.ok, self.signed, self.extras, self.scores, self.runtime_s = method, method, True, True, {}, {}, 0.1
+            self.maps = [np.zeros((7, 7), np.float32), np.ones((7, 7), np.float32)]
+
+    class F:
+        image = np.zeros((112, 112, 3), np.uint8)
+
+    from types import SimpleNamespace
+
+    res = SimpleNamespace(explanations=[E("xmap3")], pair=(F(), F()))
+    cells = gallery_items(res)
+    assert gallery_columns(res) == MIN_COLUMNS == 4 and len(cells) == 8
+    assert [c[1] == "" for c in cells] == [False, True, True, True, False, True, True, True]  # face A's row, then face B's
+    assert [gallery_method(res, i) for i in range(8)] == ["xmap3", None, None, None, "xmap3", None, None, None]
+    assert gallery_method(res, 8) is None and gallery_method(res, None) is None

@@ -114,3 +114,45 @@ def test_questions_are_answered_from_the_last_result_only(runner):
     assert "don't know" in H.ask(chat, last, "What's the weather in Paris?")
     xray = H.diagnose_xray(H.CXRModels(tiny_cxr()), CXR / "00000001_000.png")
     assert f"{xray['result'].probability:.2f}" in H.ask(chat, {"kind": "cxr", "result": xray["result"]}, "How likely is an effusion?")
+
+
+@pytest.mark.needs_data
+def test_a_photo_with_several_faces_shows_them_numbered_and_the_chosen_one_is_compared(runner):
+    from core.inputs import load_upload
+
+    two = load_upload((MISC / "two_people.jpg").read_bytes(), "two_people.jpg")
+    found = H.faces_in_photo(runner, two, "A", chosen=1)
+    assert found["ok"] and found["n"] == 2 and [i for _, i in found["choices"]] == [0, 1] and "largest" in found["choices"][0][0]
+    assert found["picture"].shape[2] == 3 and max(found["picture"].shape[:2]) <= 640 and "2 faces" in found["message"]
+    single = H.faces_in_photo(runner, load_image(MISC / "obama.jpg"), "B")
+    assert single["n"] == 1 and single["picture"] is None and single["message"] == ""
+    obama = load_upload((MISC / "obama.jpg").read_bytes(), "obama.jpg")
+    by_face = {f: H.compare_faces(runner, two, obama, [], deletion_scores=False, faces=(f, None)) for f in (0, 1)}
+    boxes = {f: out["result"].pair.a.box for f, out in by_face.items()}
+    assert np.allclose(boxes[0], found["boxes"][0]) and np.allclose(boxes[1], found["boxes"][1])  # the face asked for, each time
+    assert by_face[0]["result"].similarity != by_face[1]["result"].similarity and "as chosen" in by_face[1]["message"]
+    assert by_face[1]["result"].params["faces"] == [1, None]
+    inputs = by_face[1]["result"].params["inputs"]  # the report names the uploaded files and hashes their bytes
+    import hashlib
+
+    assert inputs[0]["name"] == "two_people.jpg" and inputs[0]["sha256"] == hashlib.sha256((MISC / "two_people.jpg").read_bytes()).hexdigest()
+    wrong = H.compare_faces(runner, two, obama, [], deletion_scores=False, faces=(4, None))
+    assert not wrong["ok"] and "choose 1 to 2" in wrong["message"]
+
+
+def test_a_photo_over_20_mb_is_refused_next_to_it_with_its_size(tmp_path):
+    import gradio as gr
+
+    from apps.gradio_app import UploadProblem, face_image, photo_note
+
+    big = tmp_path / "huge.jpg"
+    with big.open("wb") as f:
+        f.truncate(H.MAX_PHOTO_BYTES + 1_500_000)  # never read: refused on its size
+    problem = face_image().preprocess(gr.FileData(path=str(big), orig_name="huge.jpg"))
+    assert isinstance(problem, UploadProblem) and "huge.jpg is 21.5 MB, over the 20 MB a photo may have here" in problem
+    assert photo_note(problem, "B").startswith("**Photo B cannot be used:** huge.jpg is 21.5 MB")
+
+
+def test_no_face_in_an_upload_is_said_at_once(runner):
+    found = H.faces_in_photo(runner, np.full((200, 200, 3), 128, np.uint8), "A")
+    assert not found["ok"] and found["message"].startswith("**Photo A:** no face found in photo A")

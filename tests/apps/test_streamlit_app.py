@@ -111,3 +111,68 @@ def test_compare_two_uploaded_faces_shows_the_verdict_and_the_method_panel():
     assert not at.exception
     answers = [m.markdown[0].value for m in at.chat_message if m.name == "assistant"]
     assert answers and "C-Score" in answers[-1] and "built-in answer" in answers[-1]
+
+
+def _explore(at: AppTest):
+    """The Explore tab (the fourth) of a page that has run."""
+    return at.tabs[3]
+
+
+def test_the_explore_tab_pages_through_a_saved_batch_and_opens_a_pair_of_the_page(tmp_path):
+    """230 saved pairs (as ``core.batch`` writes them; every tenth failed), put in the
+    session as a finished run leaves them: the table shows 50 lines a page, the page box
+    moves it (a page past the end shows the last), and "Open pair" offers that page's pairs
+    and opens the one picked."""
+    from apps.explore import open_explore
+    from core.batch import BatchRow, write_rows
+
+    write_rows(tmp_path / "pairs.csv", [BatchRow(i, f"x{i}.jpg", f"y{i}.jpg", error=f"x{i}.jpg: no face found") for i in range(230)], [])
+    at = AppTest.from_file(SCRIPT, default_timeout=TIMEOUT)
+    at.session_state["explore"] = open_explore(tmp_path)
+    at.run()
+    assert not at.exception
+    tab = _explore(at)
+    assert list(tab.dataframe[0].value["#"]) == list(range(50))
+    assert any(c.value.startswith("rows 1-50 of 230 shown (page 1 of 5)") for c in tab.caption), [c.value for c in tab.caption]
+    assert at.selectbox(key="explore_pick").options == [str(i) for i in range(50)]
+    at.number_input(key="explore_page").set_value(4).run()
+    assert not at.exception
+    tab = _explore(at)
+    assert list(tab.dataframe[0].value["#"]) == list(range(150, 200))
+    assert any(c.value.startswith("rows 151-200 of 230 shown (page 4 of 5)") for c in tab.caption)
+    pick = at.selectbox(key="explore_pick")
+    assert pick.options == [str(i) for i in range(150, 200)] and pick.value == 150
+    pick.set_value(179).run()
+    assert not at.exception
+    assert any(w.value.startswith("Pair 179: x179.jpg vs y179.jpg could not be compared") for w in _explore(at).warning)
+    at.number_input(key="explore_page").set_value(99).run()  # past the end: the last page, and the box says so
+    assert not at.exception
+    assert at.number_input(key="explore_page").value == 5 and list(_explore(at).dataframe[0].value["#"]) == list(range(200, 230))
+    assert at.selectbox(key="explore_pick").options == [str(i) for i in range(200, 230)]
+
+
+@pytest.mark.slow
+@pytest.mark.needs_data
+def test_the_explore_tab_runs_uploaded_files_and_opens_a_pair():
+    """A pairs CSV and its photos uploaded to the Explore tab: the batch runs, the table has
+    a line per pair and the pair picked shows its maps in the method grid."""
+    from ..conftest import DEEPFACE
+
+    at = _page()
+    csv = b"file_x,file_y,same\nimg5.jpg,img10.jpg,1\nimg5.jpg,img12.jpg,0\nimg5.jpg,missing.jpg,1\n"
+    files = [("pairs.csv", csv, "text/csv")] + [(n, (DEEPFACE / n).read_bytes(), "image/jpeg") for n in ("img5.jpg", "img10.jpg", "img12.jpg")]
+    at.file_uploader(key="explore_upload").set_value(files)
+    at.multiselect(key="explore_methods").set_value(["cam"])
+    at.number_input(key="explore_per_label").set_value(0)
+    at.button(key="explore_run").click().run()
+    assert not at.exception and not _explore(at).error, [e.value for e in _explore(at).error]
+    tab = _explore(at)
+    assert any("**3** pairs: 2 compared, 1 failed" in m.value for m in tab.markdown)
+    table = tab.dataframe[0].value
+    assert list(table["#"]) == [0, 1, 2] and list(table["decision"])[:2] == ["same", "different"]
+    assert any(c.value == "3 of 3 pairs shown." for c in tab.caption)
+    assert at.selectbox(key="explore_pick").value == 0
+    assert any(m.value.startswith("**The same person") and "the decision is **right**" in m.value for m in tab.markdown)
+    assert len(at.container(key="explore-grid").get("image")) == 2  # CAM for face A and face B
+    at.selectbox(key="explore_pick").set_value(2).run()  # the pair that could not be compared says why
+    assert not at.exception and any("missing.jpg" in w.value for w in _explore(at).warning)

@@ -98,7 +98,6 @@ def test_grid_centres_on_pure_black_pixels_are_no_regions():
 
 def test_single_removal_alone_costs_one_pass_per_region(toy, toy_pair):
     knobs = {"region_size": 64, "grid_step": 32, "steps": 20}  # 7 x 7 regions on the 32-pixel toy
-    perturb.STATS.reset()
     exp = removal.RemovalExplainer("single_removal").explain(toy_pair, toy, **knobs)
     assert exp.scores["forward_passes"] == 2 * 49 + 2 == forward_passes(["single_removal"], 32, **knobs)["total"]
     more = removal.RemovalExplainer("minplus_average").explain(toy_pair, toy, **knobs)

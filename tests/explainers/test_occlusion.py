@@ -102,17 +102,17 @@ def test_batched_equals_unbatched_and_cache_reuses(toy, toy_pair):
     params = XMapParams.from_knobs(patch_sizes=(14, 28), stride=10)
     one = occlusion.xmaps(toy_pair, toy, params=params, batch_size=1)
     perturb.clear_cache()
-    perturb.STATS.reset()
-    many = occlusion.xmaps(toy_pair, toy, params=params, batch_size=64)
-    n = perturb.STATS.forward_passes
+    ledger = perturb.Ledger()
+    many = occlusion.xmaps(toy_pair, toy, params=params, batch_size=64, ledger=ledger)
+    n = ledger.forward_passes
     _key, expected = occlusion.forward_passes(32, patch_sizes=(14, 28), stride=10)
     assert n == expected
     for m in (1, 2, 3):
         for x, y in zip(one[m]["maps"], many[m]["maps"], strict=True):
             np.testing.assert_allclose(x, y, atol=1e-5)
-    perturb.STATS.reset()
-    occlusion.xmaps(toy_pair, toy, params=params)
-    assert perturb.STATS.forward_passes == 0 and perturb.STATS.cache_hits >= 2
+    again = perturb.Ledger()
+    occlusion.xmaps(toy_pair, toy, params=params, ledger=again)
+    assert again.forward_passes == 0 and again.cache_hits >= 2 and again.cached_passes == expected
 
 
 def test_explainer_contract(toy, toy_pair):

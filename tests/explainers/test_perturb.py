@@ -92,21 +92,25 @@ def test_remember_keeps_who_computed_a_value_and_counts_each_source_once():
     c = two.cached_from()
     assert two.forward_passes == 0 and c["method"] == "m1" and c["label"] == "Method one (ref)" and c["forward_passes"] == 8
     assert [s["method"] for s in c["sources"]] == ["m1"] and c["runtime_s"] >= 0
+    assert two.cache_hits == 2 and two.cached_passes == 8 and two.cached_by == {"m1": 8}
 
     # a call reading back what it computed itself was not served from the cache
     three = perturb.Ledger("m3")
     perturb.remember("t-x", lambda: (three.ran(2), 7)[1], three)
     assert perturb.remember("t-x", lambda: pytest.fail("recomputed"), three) == 7
     assert three.cached_from() is None and three.forward_passes == 2
+    assert three.cache_hits == 1 and three.cached_passes == 0 and three.cached_by == {}
     perturb.clear_cache()
 
 
 def test_a_perturber_counts_its_passes_on_its_ledger():
     from .conftest import RegionEmbedder
 
-    ledger = perturb.Ledger("m")
-    before = perturb.STATS.forward_passes
+    ledger, other = perturb.Ledger("m"), perturb.Ledger("n")
     p = perturb.Perturber(RegionEmbedder(), np.full((32, 32, 3), 200, np.uint8), batch_size=3, ledger=ledger)
     p.embed(torch.zeros((7, 32, 32)))
     perturb.embed_faces(RegionEmbedder(), [np.zeros((32, 32, 3), np.uint8)] * 2, ledger=ledger)
-    assert ledger.forward_passes == 9 and perturb.STATS.forward_passes - before == 9
+    perturb.embed_faces(RegionEmbedder(), [np.zeros((32, 32, 3), np.uint8)], ledger=other)
+    assert ledger.forward_passes == 9 and other.forward_passes == 1  # each ledger its own passes only
+    assert ledger.cache_hits == 0 and ledger.cached_passes == 0 and ledger.cached_by == {}
+    assert not hasattr(perturb, "STATS")  # no process-global counter to read as a before/after difference

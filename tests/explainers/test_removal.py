@@ -73,17 +73,17 @@ def test_batched_equals_unbatched_cache_and_cost(toy, toy_pair):
     params = RemovalParams.from_knobs(**SMALL)
     one = removal.minplus_pair(toy_pair, toy, params, batch_size=1)
     perturb.clear_cache()
-    perturb.STATS.reset()
-    many = removal.minplus_pair(toy_pair, toy, params, batch_size=64)
-    used = perturb.STATS.forward_passes
+    ledger = perturb.Ledger()
+    many = removal.minplus_pair(toy_pair, toy, params, batch_size=64, ledger=ledger)
+    used = ledger.forward_passes
     bound = sum(removal.forward_passes("minplus_average", 32, **SMALL).values())
     assert 0 < used <= bound
     for x, y in zip(one, many, strict=True):
         for m in removal.METHODS:
             np.testing.assert_allclose(x.get(m), y.get(m), atol=1e-5)
-    perturb.STATS.reset()
-    removal.minplus_pair(toy_pair, toy, params)
-    assert perturb.STATS.forward_passes == 0 and perturb.STATS.cache_hits == 1
+    again = perturb.Ledger()
+    removal.minplus_pair(toy_pair, toy, params, ledger=again)
+    assert again.forward_passes == 0 and again.cache_hits == 1 and again.cached_passes == used
 
 
 def test_hiding_value_is_a_knob(toy):

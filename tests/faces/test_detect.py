@@ -105,3 +105,17 @@ def test_the_image_mtcnn_sees_never_exceeds_its_budget(h, w):
 def test_a_custom_pixel_budget_is_kept():
     detector = FaceDetector(device="cpu", max_side=4096, max_pixels=500_000)
     assert (3000 * detector.scale_for(3000, 3000)) ** 2 <= 500_000 * 1.001
+
+
+@pytest.mark.needs_data
+def test_a_chosen_face_is_used_and_said_and_a_missing_one_names_the_range(runner):
+    from core.errors import InvalidParameterError
+
+    img = load_image(MISC / "two_people.jpg")
+    largest = runner.detector.detect_one(img)
+    second = runner.detector.detect_one(img, "photo A", face=1)
+    assert second.n_faces == largest.n_faces == 2 and second.chosen == 1 and largest.chosen is None
+    assert np.array_equal(second.face.box, largest.faces[1].box) and not np.array_equal(second.face.box, largest.face.box)
+    assert "face 2" in second.note and "as chosen" in second.note and "face 1" in largest.note
+    with pytest.raises(InvalidParameterError, match=r"face 3 of photo A .* has 2 faces: choose 1 to 2"):
+        runner.detector.detect_one(img, "photo A", face=2)

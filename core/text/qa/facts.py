@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from .vocabulary import MEASURE_PARTS, parts_in
 ID_LENGTH = 12
 
 
-def _finite(x: Any) -> bool:
+def _finite(x: Any) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and math.isfinite(float(x))
 
 
@@ -69,8 +69,9 @@ def _concept_facts(e: Explanation) -> list[Fact]:
 def _geometry_facts(e: Explanation) -> list[Fact]:
     """One fact per measured proportion, tagged with its key and part; then the caveat."""
     measures = e.extras.get("measures")
-    keys = [m.get("key") for m in measures[0]] if isinstance(measures, list) and measures and isinstance(measures[0], list) else []
-    labels = [m.get("label", "") for m in measures[0]] if keys else []
+    first = measures[0] if isinstance(measures, list) and measures and isinstance(measures[0], list) else []
+    keys = [m.get("key") for m in first]
+    labels = [m.get("label", "") for m in first] if keys else []
     facts = []
     for i, s in enumerate(e.text):
         key = keys[i] if i < len(keys) and labels[i] in s else None

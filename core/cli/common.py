@@ -1,0 +1,186 @@
+"""What the command modules share: the runner from the flags, the progress bar, the explainer
+knobs, the argument types and the flag groups several commands take."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from ..registry import DEFAULT_MODEL, model_names
+
+if TYPE_CHECKING:
+    from ..runner import Runner
+
+#: The ``sub`` that each module's parser adders receive (``ArgumentParser.add_subparsers()``).
+Subparsers = argparse._SubParsersAction
+#: Adds one command's parser to ``sub``; each command module maps its command names to these.
+AddParser = Callable[[Subparsers], None]
+
+
+def _runner(args: argparse.Namespace) -> Runner:
+    from ..runner import Runner
+
+    return Runner(model=args.model, device=args.device, calibration=getattr(args, "calibration", None),
+                  threshold=getattr(args, "threshold", None))  # fmt: skip
+
+
+def split_methods(value: str | list[str]) -> list[str]:
+    """The methods of a comma-separated ``--methods`` value, blanks dropped (a list, as
+    ``methods_arg`` gives it, is kept)."""
+    if isinstance(value, list):
+        return value
+    return [m.strip() for m in value.split(",") if m.strip()]
+
+
+def methods_arg(value: str) -> list[str]:
+    """``--methods``: comma-separated registered method names, checked when the arguments
+    are parsed (exit 2 naming what is allowed), not when the run reaches them."""
+    from ..registry import explainer_names
+
+    names = split_methods(value)
+    known = explainer_names()
+    unknown = [m for m in names if m not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown method{'s' * (len(unknown) > 1)} {', '.join(repr(m) for m in unknown)}; choose from: {', '.join(known)}"
+        )
+    return names
+
+
+def int_arg(low: int, what: str, high: int | None = None) -> Callable[[str], int]:
+    """An argument type: a whole number in ``low..high`` (``what`` names it in the message)."""
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, got {value!r}") from None
+        if n < low or (high is not None and n > high):
+            allowed = f"at least {low}" if high is None else f"{low} to {high}"
+            raise argparse.ArgumentTypeError(f"{what} must be {allowed}, got {n}")
+        return n
+
+    return parse
+
+
+def float_arg(low: float, what: str) -> Callable[[str], float]:
+    """An argument type: a number at least ``low``."""
+
+    def parse(value: str) -> float:
+        try:
+            f = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {value!r}") from None
+        if not f >= low:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {low:g}, got {value}")
+        return f
+
+    return parse
+
+
+def sizes_arg(value: str) -> tuple[int, ...]:
+    """``--patch-sizes``: comma-separated patch sizes in pixels at 112 px, each 1 to 112."""
+    from ..explainers.occlusion import REFERENCE_SIZE
+
+    one = int_arg(1, "each patch size (pixels at 112 px)", REFERENCE_SIZE)
+    parts = [v.strip() for v in value.split(",") if v.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"give at least one patch size (1 to {REFERENCE_SIZE}), e.g. 7,14,28")
+    return tuple(one(v) for v in parts)
+
+
+#: Explainer knobs taken from the command line when given (SDD's gallery, sdd_mode and
+#: competitors included; explainers ignore the knobs they do not know).
+_KNOB_NAMES = ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "patch_geometry", "region_size", "grid_step", "steps",
+               "hide", "agg_start", "gallery", "sdd_mode", "competitors", "heatmap", "masking", "start_layer")  # fmt: skip
+
+
+def _knobs(args: argparse.Namespace) -> dict:
+    knobs = {"preset": args.preset, "batch_size": args.batch_size, "seed": args.seed}
+    for k in _KNOB_NAMES:
+        v = getattr(args, k, None)
+        if v is not None:
+            knobs[k] = v
+    for k in ("patch_fill", "hide"):
+        if isinstance(knobs.get(k), str):
+            with contextlib.suppress(ValueError):
+                knobs[k] = float(knobs[k])
+    return {k: v for k, v in knobs.items() if v is not None}
+
+
+@contextlib.contextmanager
+def progress_bar(desc: str, quiet: bool = False) -> Iterator[Callable[[float, str], None]]:
+    """A ``progress(fraction, message)`` callback drawn as a tqdm bar on stderr (nothing when
+    ``quiet``), closed when the block ends, however it ends."""
+    if quiet:
+        yield lambda frac, message: None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=desc, bar_format="{l_bar}{bar}| {elapsed}<{remaining}", file=sys.stderr)
+
+    def progress(frac: float, message: str) -> None:
+        bar.n = int(frac * 1000)
+        bar.set_description(message[:40], refresh=False)
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
+def _fill_arg(value: str) -> str | float:
+    """A hiding value: a name (black, grey, white, noise, mean) or a grey level."""
+    from ..explainers.perturb import check_fill
+
+    fill: str | float = value
+    with contextlib.suppress(ValueError):
+        fill = float(value)
+    try:
+        return check_fill(fill)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _steps_arg(value: str) -> int:
+    n = int(value)
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"at least 2 steps are needed (0 and 100 %), got {n}")
+    return n
+
+
+def _share_arg(value: str) -> float:
+    f = float(value)
+    if not 0.0 < f <= 1.0:
+        raise argparse.ArgumentTypeError(f"the share must be in (0, 1], got {f}")
+    return f
+
+
+def model_args(sp: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--device``."""
+    sp.add_argument("--model", default=DEFAULT_MODEL, choices=model_names(), help="face model (default: %(default)s)")
+    sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: %(default)s)")
+
+
+def sdd_args(sp: argparse.ArgumentParser) -> None:
+    """SDD's gallery flags and the ViT methods' heatmap, masking and start-layer flags."""
+    sp.add_argument("--gallery", help="SDD: a gallery folder or identities CSV of competitor faces")
+    sp.add_argument("--sdd-mode", choices=("verification", "identification"), help="SDD: what the map explains")
+    sp.add_argument("--competitors", type=int_arg(1, "--competitors"), help="SDD: how many gallery competitors to use")
+    sp.add_argument(
+        "--heatmap",
+        choices=("verification", "attention"),
+        help="ViT methods: Correia et al.'s verification heatmap (default) or the raw attention maps",
+    )
+    sp.add_argument(
+        "--masking",
+        choices=("select", "oim", "um", "nium"),
+        help="ViT methods: pick the mask by SM+/SM- (default) or force one (nium: negative decisions only)",
+    )
+    sp.add_argument("--start-layer", type=int_arg(0, "--start-layer"),
+                    help="ViT methods: multiply the blocks' maps from this block up (default 0, all blocks, as the paper; "
+                         "Chefer et al.'s benchmark scripts use 1)")  # fmt: skip

@@ -1,0 +1,83 @@
+"""Typed knobs: an explainer's settings as dataclass fields that carry their own range and
+help, so that validation, ``python -m core methods --json`` and the docs read one place.
+
+``knob(default, help, low=..., high=..., choices=...)`` is a ``dataclasses.field`` with that
+metadata; ``check_knobs(params)`` checks every such field of a dataclass instance and raises
+``InvalidParameterError`` naming the knob, the value given and what is allowed;
+``describe_knobs(cls)`` lists the fields as plain data (name, type, default, range, help).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import InvalidParameterError
+
+
+def knob(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: Sequence[Any] | None = None,
+) -> Any:
+    """A dataclass field with its help and what it allows: numbers in ``low..high`` (each
+    element of a tuple), or one of ``choices``. Mutable defaults are not allowed (use tuples)."""
+    meta = {"help": help, "low": low, "high": high, "choices": tuple(choices) if choices is not None else None}
+    return dataclasses.field(default=default, metadata={"knob": meta})
+
+
+def _allowed(meta: dict[str, Any]) -> str:
+    if meta["choices"] is not None:
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    low, high = meta["low"], meta["high"]
+    if low is not None and high is not None:
+        return f"{low:g} to {high:g}"
+    if low is not None:
+        return f"at least {low:g}"
+    return f"at most {high:g}"
+
+
+def _fits(value: Any, meta: dict[str, Any]) -> bool:
+    if meta["choices"] is not None:
+        return value in meta["choices"]
+    values = value if isinstance(value, tuple) else (value,)
+    if not values:
+        return False
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        if (meta["low"] is not None and v < meta["low"]) or (meta["high"] is not None and v > meta["high"]):
+            return False
+    return True
+
+
+def check_knobs(params: Any) -> None:
+    """Every ``knob`` field of the dataclass instance ``params`` within what it allows, else
+    ``InvalidParameterError`` saying which knob, the value and what is allowed."""
+    for f in dataclasses.fields(params):
+        meta = f.metadata.get("knob")
+        if meta is None or (meta["choices"] is None and meta["low"] is None and meta["high"] is None):
+            continue
+        value = getattr(params, f.name)
+        if not _fits(value, meta):
+            each = "each value of " if isinstance(value, tuple) and meta["choices"] is None else ""
+            raise InvalidParameterError(f"{f.name}={value!r} is not allowed: {each}{f.name} must be {_allowed(meta)}")
+
+
+def describe_knobs(cls: type) -> list[dict[str, Any]]:
+    """The ``knob`` fields of the dataclass ``cls`` as plain data: ``name``, ``type`` (the
+    annotation as written), ``default``, ``low``, ``high``, ``choices`` and ``help``."""
+    out = []
+    for f in dataclasses.fields(cls):
+        meta = f.metadata.get("knob")
+        if meta is None:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        out.append({"name": f.name, "type": str(f.type), "default": list(default) if isinstance(default, tuple) else default,
+                    "low": meta["low"], "high": meta["high"],
+                    "choices": list(meta["choices"]) if meta["choices"] is not None else None, "help": meta["help"]})  # fmt: skip
+    return out

@@ -1,0 +1,44 @@
+"""Typed knobs: each explainer setting carries its range and help, checked in one place."""
+
+import pytest
+
+from core.errors import InvalidParameterError
+from core.explainers.knobs import describe_knobs
+from core.explainers.minplus import RemovalParams
+from core.explainers.occlusion import XMapParams
+
+
+@pytest.mark.parametrize(
+    ("cls", "knobs", "said"),
+    [
+        (XMapParams, {"patch_sizes": (7, 0)}, "patch_sizes=(7, 0) is not allowed: each value of patch_sizes must be 1 to 112"),
+        (XMapParams, {"stride": 0}, "stride=0 is not allowed: stride must be 1 to 112"),
+        (XMapParams, {"patch_shape": "star"}, "patch_shape='star' is not allowed: patch_shape must be one of 'rect', 'round'"),
+        (XMapParams, {"edge_blur": -1.0}, "edge_blur=-1.0 is not allowed: edge_blur must be 0 to 112"),
+        (XMapParams, {"preset": "turbo"}, "unknown preset 'turbo'"),
+        (RemovalParams, {"grid_step": 256}, "grid_step=256 is not allowed: grid_step must be 1 to 255"),
+        (RemovalParams, {"region_size": 1}, "region_size=1 is not allowed: region_size must be at least 2"),
+        (RemovalParams, {"agg_start": "white"}, "agg_start='white' is not allowed: agg_start must be one of 'noise', 'hide'"),
+        (RemovalParams, {"hide": "mauve"}, "unknown fill 'mauve'"),
+    ],
+)
+def test_a_knob_out_of_range_names_itself_its_value_and_what_is_allowed(cls, knobs, said):
+    with pytest.raises(InvalidParameterError) as err:
+        cls.from_knobs(**knobs)
+    assert said in str(err.value) and isinstance(err.value, ValueError)
+
+
+def test_valid_knobs_and_presets_pass_and_keep_their_values():
+    p = XMapParams.from_knobs(preset="fast", stride=3, patch_shape="round")
+    assert p.patch_sizes == (21,) and p.stride == 3 and p.patch_shape == "round" and p.preset == "fast"
+    r = RemovalParams.from_knobs(preset="fast", hide=128.0, agg_start="hide")
+    assert (r.region_size, r.grid_step, r.steps, r.hide, r.agg_start) == (181, 36, 3, 128.0, "hide")
+
+
+def test_the_knobs_describe_themselves_with_type_default_range_and_help():
+    rows = {r["name"]: r for r in describe_knobs(XMapParams)}
+    assert rows["patch_sizes"]["default"] == [7, 14, 28] and rows["patch_sizes"]["low"] == 1 and rows["patch_sizes"]["high"] == 112
+    assert rows["patch_geometry"]["choices"] == ["authors", "exact"] and "cv2.rectangle" in rows["patch_geometry"]["help"]
+    assert all(r["help"] for r in rows.values()) and "tuple[int, ...]" in rows["patch_sizes"]["type"]
+    removal = {r["name"] for r in describe_knobs(RemovalParams)}
+    assert {"region_size", "grid_step", "steps", "hide", "agg_start", "seed", "preset"} <= removal
