@@ -64,6 +64,7 @@ from apps.handlers import (
     runner_capabilities,
     work_dir,
 )
+from apps.knob_controls import knob_info, knob_label, knob_specs, knobs_from
 from apps.uploads import gallery_from_uploads, upload_paths
 from core.errors import XFVError
 from core.registry import explainer_spec, needs_gallery
@@ -100,8 +101,12 @@ def build_demo(
         note = "" if caps is not None else "_The weights of this model are not here: every method is listed, and running says what to download._"
         return gr.update(choices=choices, value=keep), note
 
-    async def on_compare(model, a, b, methods, preset, scores, uploaded_gallery=None, face_a=None, face_b=None, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
-        return await cancellable(compare_now, model, a, b, methods, preset, scores, uploaded_gallery, progress, (face_a, face_b))
+    async def on_compare(
+        model, a, b, methods, preset, scores, uploaded_gallery=None, face_a=None, face_b=None, knob_values=None,
+        progress=gr.Progress(),  # noqa: B008 (Gradio's way)
+    ):  # fmt: skip
+        return await cancellable(compare_now, model, a, b, methods, preset, scores, uploaded_gallery, progress, (face_a, face_b),
+                                 knobs_from(knob_values))  # fmt: skip
 
     def on_photo(model, image, side, chosen=None):
         """The note next to a photo, and its faces to choose from when it holds several."""
@@ -112,7 +117,7 @@ def build_demo(
         return (found["message"], gr.update(value=found["picture"], visible=several),
                 gr.update(choices=found["choices"], value=int(chosen or 0) if several else None, visible=several))  # fmt: skip
 
-    def compare_now(model, a, b, methods, preset, scores, uploaded_gallery, progress, faces=(None, None)):
+    def compare_now(model, a, b, methods, preset, scores, uploaded_gallery, progress, faces=(None, None), knobs=None):
         problems = [photo_note(x, side) for x, side in ((a, "A"), (b, "B")) if isinstance(x, UploadProblem)]
         if problems:
             return [" ".join(problems), "", {}, None, None, "", None, gr.update(visible=False, value=None),
@@ -121,7 +126,8 @@ def build_demo(
         wanted = list(methods or [])
         waiting = [m for m in wanted if needs_gallery(m)] if not use else []  # not run and failed: said
         out = compare_faces(runners.get(model), a, b, [m for m in wanted if m not in waiting], preset, progress=lambda f, msg: progress(f, desc=msg),
-                            deletion_scores=bool(scores), gallery=use, faces=tuple(None if f is None else int(f) for f in faces))  # fmt: skip
+                            deletion_scores=bool(scores), gallery=use, faces=tuple(None if f is None else int(f) for f in faces),
+                            knobs=knobs)  # fmt: skip
         if waiting and out.get("ok"):
             out["panels"] = out["panels"] + [{"method": m, "label": explainer_spec(m).label, "image": None, "text": [],
                                               "error": "needs a gallery of identities: upload one below (a .zip of identity folders, "
@@ -231,6 +237,20 @@ def build_demo(
                     methods = gr.CheckboxGroup(choices, value=default, label="Explanation methods", elem_id="methods")
                     preset = gr.Radio([(v, k) for k, v in PRESETS.items()], value="fast", label="Preset", elem_id="preset")
                     scores = gr.Checkbox(value=True, label="Deletion score of each map on this pair (against a random map)", elem_id="deletion")
+                knob_values = gr.State({})
+                with gr.Accordion("Advanced settings (each method's knobs, from its own definition; empty: the preset's value)",
+                                  open=False, elem_id="advanced"):  # fmt: skip
+                    knob_inputs = []
+                    specs = knob_specs()
+                    for row in range(0, len(specs), 3):  # three a row
+                        with gr.Row():
+                            for spec in specs[row : row + 3]:
+                                kw = {"label": knob_label(spec), "info": knob_info(spec), "elem_id": f"knob-{spec['name']}"}
+                                if spec["choices"] is not None:
+                                    control = gr.Dropdown([("(preset)", "")] + [(str(c), str(c)) for c in spec["choices"]], value="", **kw)
+                                else:  # a number, numbers or a hiding value: typed, the default shown as the placeholder
+                                    control = gr.Textbox(value="", placeholder=str(spec["default"]).strip("[]"), **kw)
+                                knob_inputs.append((spec["name"], control))
                 with gr.Row():
                     gallery_files = gr.File(label="Gallery for SDD (optional): a .zip of identity folders, or an identities CSV with its photos",
                                             file_types=[".zip", ".csv", *PHOTO_SUFFIXES], file_count="multiple", type="filepath",
@@ -306,8 +326,10 @@ def build_demo(
             explore_tab(runners)
 
         model.change(on_model, [model], [methods, model_note])
-        for control in (methods, preset):
-            control.change(lambda md, m, p: cost_text(runners.get(md), m, p), [model, methods, preset], cost)
+        for name, control in knob_inputs:
+            control.change(lambda v, st, n=name: {**(st or {}), n: v}, [control, knob_values], knob_values)
+        for control in (methods, preset, knob_values):
+            control.change(lambda md, m, p, kv: cost_text(runners.get(md), m, p, knobs_from(kv)), [model, methods, preset, knob_values], cost)
         viewer_parts = [view_title, view_image, view_raw, view_bar, view_words, view_method]
         for img, note, faces, pick, side in ((img_a, note_a, faces_a, pick_a, "A"), (img_b, note_b, faces_b, pick_b, "B")):
             img.change(lambda md, x, s=side: on_photo(md, x, s), [model, img], [note, faces, pick], concurrency_limit=2, concurrency_id="detect")
@@ -315,7 +337,7 @@ def build_demo(
         last.change(region_menu, [last], [region_pick])
         region_pick.change(on_region_pick, [last, region_pick], [regions])
         gallery_files.change(on_gallery, [gallery_files], [uploaded_gallery, gallery_note])
-        compare.click(on_compare, [model, img_a, img_b, methods, preset, scores, uploaded_gallery, pick_a, pick_b],
+        compare.click(on_compare, [model, img_a, img_b, methods, preset, scores, uploaded_gallery, pick_a, pick_b, knob_values],
                       [verdict, bar, details, crop_a, crop_b, words, last, concepts, regions, grid, legend, *viewer_parts],
                       concurrency_limit=1, concurrency_id="model", api_name="compare")  # fmt: skip
         grid.select(on_cell, [last, opacity], viewer_parts)

@@ -171,12 +171,12 @@ def export_report(result: Any, faithfulness: dict | None, folder: str | None = N
     return [str(p) for p in write_report(result, out / "face_comparison", faithfulness or {})]
 
 
-def cost_text(runner: Runner, methods: list[str] | None, preset: str) -> str:
-    """What the chosen methods cost before anything runs."""
+def cost_text(runner: Runner, methods: list[str] | None, preset: str, knobs: dict[str, Any] | None = None) -> str:
+    """What the chosen methods cost before anything runs (with the advanced settings' ``knobs``)."""
     if not methods:
         return "No explanation method chosen: only the decision and the C-Score are computed."
     try:
-        cost = runner.forward_passes(methods, preset=preset)
+        cost = runner.forward_passes(methods, **{**(knobs or {}), "preset": preset})
     except XFVError as e:
         return f"Cannot cost these methods: {e}"
     return (f"These methods cost at most **{cost['total']:,}** forward passes of the model per pair "
@@ -262,16 +262,18 @@ def faces_in_photo(runner: Runner, image: np.ndarray | None, side: str, chosen: 
 
 def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarray | None, methods: list[str] | None = None,
                   preset: str = "fast", progress: Any = None, deletion_scores: bool = True,
-                  gallery: str | None = None, faces: tuple[int | None, int | None] | None = None) -> dict[str, Any]:  # fmt: skip
+                  gallery: str | None = None, faces: tuple[int | None, int | None] | None = None,
+                  knobs: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Everything the page shows for one pair. Errors come back as a message, not a raise;
     a method that fails shows its error in its own panel while the others still show.
     ``deletion_scores`` adds each map's deletion score on this pair (and a random map's);
     ``gallery`` (a folder or identities CSV) is what SDD compares against; ``faces``: which
-    face of each photo (``faces_in_photo``'s indices; None: the largest)."""
+    face of each photo (``faces_in_photo``'s indices; None: the largest); ``knobs``: the
+    explainers' settings (``apps.knob_controls.knobs_from``), over the preset's."""
     if image_a is None or image_b is None:
         return {"ok": False, "message": "Upload two photos, one on each side (at most 20 MB each; the browser refuses a file over "
                                         "100 MB before sending it)."}  # fmt: skip
-    knobs: dict[str, Any] = {"preset": preset}
+    knobs = {**(knobs or {}), "preset": preset}
     if gallery:
         knobs["gallery"] = gallery
     try:

@@ -251,18 +251,18 @@ _BLACKBOX = frozenset({"blackbox"})
 for _m, _what in ((1, "each occlusion of one face against the mean of all occlusions of the other"),
                   (2, "each occlusion of one face against the other, unoccluded face"),
                   (3, "co-located occlusions of both faces; one map shared by both")):  # fmt: skip
-    register_explainer(ExplainerSpec(f"xmap{_m}", f"X-Map {'I' * _m} (occlusion)", _lazy("occlusion", "XMapExplainer", _m), _BLACKBOX,
+    register_explainer(ExplainerSpec(f"xmap{_m}", f"X-Map {'I' * _m} (occlusion, Knoche et al.)", _lazy("occlusion", "XMapExplainer", _m), _BLACKBOX,
                                      f"Knoche et al. occlusion map, method {_m}: {_what}.",
                                      _lazy("occlusion", "forward_passes"), "occlusion", scale="diverging",
                                      knobs=_lazy_class("occlusion", "XMapParams"),
                                      colours="green: hiding the region makes the faces less alike (it supports the match); "
                                              "red: hiding it makes them more alike (it speaks against the match)"))  # fmt: skip
 for _name, _label, _what in (
-    ("single_removal", "Single removal", "similarity drop when each region alone is hidden"),
-    ("greedy_removal", "Greedy removal", "regions hidden one at a time, each time the one that lowers the similarity most"),
-    ("single_aggregation", "Single aggregation", "similarity gain when each region alone is shown on a hidden face"),
-    ("greedy_aggregation", "Greedy aggregation", "regions shown one at a time, each time the one that raises the similarity most"),
-    ("minplus_average", "Removal/aggregation average", "the mean of the four removal and aggregation maps (MinPlus)"),
+    ("single_removal", "Single removal (Mery & Morris)", "similarity drop when each region alone is hidden"),
+    ("greedy_removal", "Greedy removal (Mery & Morris)", "regions hidden one at a time, each time the one that lowers the similarity most"),
+    ("single_aggregation", "Single aggregation (Mery & Morris)", "similarity gain when each region alone is shown on a hidden face"),
+    ("greedy_aggregation", "Greedy aggregation (Mery & Morris)", "regions shown one at a time, each time the one that raises the similarity most"),
+    ("minplus_average", "Average of removal and aggregation (MinPlus)", "the mean of the four removal and aggregation maps (MinPlus)"),
 ):
     register_explainer(ExplainerSpec(_name, _label, _lazy("removal", "RemovalExplainer", _name), _BLACKBOX,
                                      f"Mery & Morris black-box saliency: {_what}.",
@@ -297,7 +297,7 @@ for _name, _label, _mode, _what in (
     ("sdd_identification", "SDD CAM (identification)", "identification", "each face's predicted gallery identity against the next ones"),
 ):
     register_explainer(ExplainerSpec(_name, _label, _lazy("sdd", "SDDExplainer", _mode), _GRADIENTS, f"{_label}: {_what} (needs a gallery).",
-                                     _fixed_cost(_name, 2), "sdd", scale="sequential",
+                                     _fixed_cost(_name, 2), "sdd", scale="sequential", knobs=_lazy_class("sdd", "SDDParams"),
                                      colours="bright: where the face is like its target and unlike the competing identities"))  # fmt: skip
 for _name, _label, _what in (
     ("vit_lrp", "ViT-LRP verification heatmap", "Chefer's relevance propagation with attention gradients"),
@@ -307,7 +307,7 @@ for _name, _label, _what in (
     register_explainer(ExplainerSpec(_name, _label, _lazy("vit_verification", "ViTExplainer", _name),
                                      frozenset({"vit", "gradients"} if _name == "vit_lrp" else {"vit"}),
                                      f"Correia et al.: the mask from both faces' {_what} maps that best explains the decision (ViT models).",
-                                     _fixed_cost(_name, 8), "vit", scale="sequential",
+                                     _fixed_cost(_name, 8), "vit", scale="sequential", knobs=_lazy_class("vit_verification", "ViTParams"),
                                      colours="bright: the attention inside the mask that best explains the decision "
                                              "(one map for both faces)"))  # fmt: skip
 register_explainer(ExplainerSpec("concepts", "Concepts in words (CLIP bottleneck)", _lazy("concepts", "ConceptExplainer"), frozenset({"clip_text"}),

@@ -145,8 +145,10 @@ def _knob_words(k: dict[str, Any]) -> str:
     default = k["default"] if not isinstance(k["default"], list) else ",".join(str(v) for v in k["default"])
     if k["choices"] is not None:
         allowed = "/".join(str(c) for c in k["choices"])
+    elif k["low"] is not None and k["high"] is not None:
+        allowed = f"{k['low']:g}..{k['high']:g}"
     elif k["low"] is not None or k["high"] is not None:
-        allowed = f"{k['low'] if k['low'] is not None else ''}..{k['high'] if k['high'] is not None else ''}"
+        allowed = f">= {k['low']:g}" if k["low"] is not None else f"<= {k['high']:g}"
     else:
         allowed = ""
     return f"`{k['name']}`={default}" + (f" ({allowed})" if allowed else "")

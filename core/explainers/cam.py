@@ -20,6 +20,11 @@ the unnormalised embedding and ``A`` (C x H x W) the last convolutional block.
 
 Activations are captured by a forward hook put on the model instance inside a context
 manager and always removed, also after an exception.
+
+``ClassActivationMap`` is the family's template (crops, gradient pass, upsampling, sign and
+scale); each variant is a small subclass overriding one hook: ``Cam.grids`` (the exact
+decomposition), ``GradCam.weights`` and ``GradCamPlusPlus.weights`` (channel weights).
+``CamExplainer(kind)`` builds the variant by its method name.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from torch import nn
 from ..errors import MethodRequirementError
 from ..models.base import chunks
 from ..types import Explanation, FaceEmbedder, FacePair, TorchFaceEmbedder, batch_size_of
+from .base import BaseExplainer
 from .perturb import crop_at_input_size, embed_faces
 
 log = logging.getLogger(__name__)
@@ -181,64 +187,111 @@ def gradients(
     return torch.cat(acts), torch.cat(grads), torch.cat(scores)
 
 
+def combine(weights: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+    """``ReLU(sum_k w_k A_k)``: maps ``(B, H, W)`` from channel weights ``(B, C, 1, 1)``."""
+    return F.relu((weights * acts).sum(1))
+
+
 def grad_cam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """Grad-CAM maps ``(B, H, W)``."""
-    alpha = grads.mean((2, 3), keepdim=True)
-    return F.relu((alpha * acts).sum(1))
+    return combine(GradCam.weights(acts, grads), acts)
 
 
 def grad_cam_pp(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """Grad-CAM++ maps ``(B, H, W)``."""
-    g2, g3 = grads.pow(2), grads.pow(3)
-    denom = 2 * g2 + acts.sum((2, 3), keepdim=True) * g3
-    a = torch.where(grads != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(grads))
-    w = (a * F.relu(grads)).sum((2, 3), keepdim=True)
-    return F.relu((w * acts).sum(1))
+    return combine(GradCamPlusPlus.weights(acts, grads), acts)
 
 
-class CamExplainer:
-    """CAM, Grad-CAM or Grad-CAM++ of each face against the other face's embedding."""
+class ClassActivationMap(BaseExplainer):
+    """The CAM family's template: each face of a pair explained against the other face's
+    embedding. ``explain`` crops the faces, asks ``grids`` for the ``(H, W)`` grids, upsamples
+    them to the crop and scales them by ``signed``: signed shares of the similarity keep
+    their sum; unsigned maps share one scale, 1 = the strongest location of either face.
 
-    requires = frozenset({"gradients"})
-    KINDS: ClassVar[dict[str, str]] = {"cam": "CAM (exact decomposition)", "grad_cam": "Grad-CAM", "grad_cam_pp": "Grad-CAM++"}
+    ``grids`` by default does the gradient pass (hook on the feature layer, target, backward
+    pass; see ``gradients``) and combines the activations with the variant's channel
+    ``weights(acts, grads)``, the hook that Grad-CAM and Grad-CAM++ override. CAM needs no
+    gradients and overrides ``grids`` itself."""
 
-    def __init__(self, kind: str) -> None:
-        if kind not in self.KINDS:
-            raise ValueError(f"kind must be one of {', '.join(self.KINDS)}, got {kind!r}")
-        self.name = kind
-        self.label = self.KINDS[kind]
+    signed: ClassVar[bool] = False
+    meaning: ClassVar[str] = "where a change of the features would raise the similarity most (unsigned, 1 = strongest)"
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
-        bs = knobs.get("batch_size")
         size = int(embedder.input_size)
         faces = [crop_at_input_size(f.image, size) for f in pair]
-        if self.name == "cam":
-            con = contributions(embedder, faces, bs)
-            targets = F.normalize(con.embedding, dim=1).flip(0)  # face a against b, face b against a
-            grids = con.cam(targets)
-            consts = con.constant(targets)
-            sims = (F.normalize(con.embedding, dim=1) * F.normalize(targets, dim=1)).sum(1)
+        grids, scores = self.grids(embedder, faces, knobs.get("batch_size"))
+        if self.signed:
             maps = [upsample(g.numpy(), size, preserve_sum=True) for g in grids]
-            scores = {"similarity": float(sims[0]), "cam_sum_a": float(grids[0].sum()), "cam_sum_b": float(grids[1].sum()),
-                      "constant": float(consts.mean())}  # fmt: skip
-            meaning = ("each location's share of the cosine similarity (the map sums to it): positive (green) "
-                       "makes the faces similar, negative (red) makes them differ")  # fmt: skip
-            signed = True
         else:
-            targets = embed_faces(embedder, faces, bs).flip(0)
-            acts, grads, sims = gradients(embedder, faces, targets, bs)
-            grids = grad_cam(acts, grads) if self.name == "grad_cam" else grad_cam_pp(acts, grads)
             maps = [upsample(g.numpy(), size) for g in grids]
             peak = max(float(np.abs(m).max()) for m in maps)
             maps = [m / peak if peak > 0 else m for m in maps]  # one scale for both faces
-            scores = {"similarity": float(sims[0]), "peak": peak}
-            meaning = "where a change of the features would raise the similarity most (unsigned, 1 = strongest)"
-            signed = False
+            scores["peak"] = peak
         return Explanation(
-            method=self.name, label=self.label, maps=maps, signed=signed, scores=scores,
+            method=self.name, label=self.label, maps=maps, signed=self.signed, scores=scores,
             extras={"grid": [g.numpy() for g in grids], "grid_size": list(grids.shape[1:]),
-                    "feature_layer": embedder.feature_layer if isinstance(embedder, TorchFaceEmbedder) else None, "meaning": meaning},
+                    "feature_layer": embedder.feature_layer if isinstance(embedder, TorchFaceEmbedder) else None, "meaning": self.meaning},
         )  # fmt: skip
 
-    def close(self) -> None:
-        pass
+    def grids(self, embedder: FaceEmbedder, faces: list[np.ndarray], batch_size: int | None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The grids ``(2, H, W)`` of face a against b and face b against a, and the scores."""
+        targets = embed_faces(embedder, faces, batch_size).flip(0)  # face a against b, face b against a
+        acts, grads, sims = gradients(embedder, faces, targets, batch_size)
+        return combine(self.weights(acts, grads), acts), {"similarity": float(sims[0])}
+
+    @staticmethod
+    def weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        """The variant's channel weights ``(B, C, 1, 1)`` from the activations and gradients
+        ``(B, C, H, W)``."""
+        raise NotImplementedError
+
+
+class Cam(ClassActivationMap):
+    """CAM: the exact decomposition of the similarity through the model's affine head."""
+
+    name = "cam"
+    signed = True
+    meaning = ("each location's share of the cosine similarity (the map sums to it): positive (green) "
+               "makes the faces similar, negative (red) makes them differ")  # fmt: skip
+
+    def grids(self, embedder: FaceEmbedder, faces: list[np.ndarray], batch_size: int | None) -> tuple[torch.Tensor, dict[str, float]]:
+        con = contributions(embedder, faces, batch_size)
+        targets = F.normalize(con.embedding, dim=1).flip(0)  # face a against b, face b against a
+        grids = con.cam(targets)
+        consts = con.constant(targets)
+        sims = (F.normalize(con.embedding, dim=1) * F.normalize(targets, dim=1)).sum(1)
+        return grids, {"similarity": float(sims[0]), "cam_sum_a": float(grids[0].sum()), "cam_sum_b": float(grids[1].sum()),
+                       "constant": float(consts.mean())}  # fmt: skip
+
+
+class GradCam(ClassActivationMap):
+    """Grad-CAM: ``alpha_k = mean_ij ds/dA_kij``."""
+
+    name = "grad_cam"
+
+    @staticmethod
+    def weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        return grads.mean((2, 3), keepdim=True)
+
+
+class GradCamPlusPlus(ClassActivationMap):
+    """Grad-CAM++: ``w_k = sum_ij a_kij ReLU(ds/dA_kij)`` with the closed-form ``a_kij``."""
+
+    name = "grad_cam_pp"
+
+    @staticmethod
+    def weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        g2, g3 = grads.pow(2), grads.pow(3)
+        denom = 2 * g2 + acts.sum((2, 3), keepdim=True) * g3
+        a = torch.where(grads != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(grads))
+        return (a * F.relu(grads)).sum((2, 3), keepdim=True)
+
+
+VARIANTS: dict[str, type[ClassActivationMap]] = {v.name: v for v in (Cam, GradCam, GradCamPlusPlus)}
+
+
+def CamExplainer(kind: str) -> ClassActivationMap:  # noqa: N802 (once a class; the registry and callers construct it by this name)
+    """The CAM-family explainer of ``kind``: "cam", "grad_cam" or "grad_cam_pp"."""
+    if kind not in VARIANTS:
+        raise ValueError(f"kind must be one of {', '.join(VARIANTS)}, got {kind!r}")
+    return VARIANTS[kind]()

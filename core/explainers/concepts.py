@@ -27,6 +27,7 @@ import torch
 
 from ..models.cbm import concept_model
 from ..types import Explanation, FaceEmbedder, FacePair
+from .base import BaseExplainer
 from .perturb import crop_at_input_size
 
 TOP = 5
@@ -68,12 +69,10 @@ def bar_chart(labels: list[str], values: list[float], title: str, axis: str) -> 
     }
 
 
-class ConceptExplainer:
+class ConceptExplainer(BaseExplainer):
     """Words for a pair from the concept bottleneck that made the decision."""
 
     name = "concepts"
-    label = "Concepts in words (CLIP bottleneck)"
-    requires = frozenset({"concepts"})
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
         cbm = concept_model(embedder)
@@ -113,6 +112,3 @@ class ConceptExplainer:
                   "zero_shot": cbm.zero_shot, "descriptor_set": cbm.descriptors.name,
                   "probabilities": [pa.astype(np.float32), pb.astype(np.float32)], "descriptors": cbm.descriptors.descriptors}  # fmt: skip
         return Explanation(method=self.name, label=self.label, scores=scores, text=text, extras=extras)
-
-    def close(self) -> None:
-        pass

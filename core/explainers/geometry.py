@@ -11,6 +11,7 @@ from typing import Any
 from ..faces.geometry import Measure, describe, load_reference, ratios_5, ratios_68
 from ..faces.regions import landmarks68
 from ..types import AlignedFace, Explanation, FaceEmbedder, FacePair
+from .base import BaseExplainer
 
 #: two values closer than this share of the reference's interquartile range are "about the same"
 BORDER = 0.25
@@ -45,12 +46,10 @@ def compare(ma: list[Measure], mb: list[Measure]) -> tuple[list[str], list[dict[
     return text, rows
 
 
-class GeometryExplainer:
+class GeometryExplainer(BaseExplainer):
     """Landmark proportions of both faces, compared, in descriptor words."""
 
     name = "geometry"
-    label = "Facial proportions (measured)"
-    requires: frozenset[str] = frozenset()
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder | None, **knobs: Any) -> Explanation:
         lm = knobs.get("landmarks", "auto")
@@ -65,6 +64,3 @@ class GeometryExplainer:
         extras = {"table": rows, "landmarks": src_a, "measures": [[vars(m) for m in ma], [vars(m) for m in mb]]}
         scores = {f"{m.key}_a": m.value for m in ma} | {f"{m.key}_b": m.value for m in mb}
         return Explanation(method=self.name, label=self.label, scores=scores, text=text, extras=extras)
-
-    def close(self) -> None:
-        pass

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidParameterError
+
+T = TypeVar("T")
 
 
 def knob(
@@ -81,3 +83,12 @@ def describe_knobs(cls: type) -> list[dict[str, Any]]:
                     "low": meta["low"], "high": meta["high"],
                     "choices": list(meta["choices"]) if meta["choices"] is not None else None, "help": meta["help"]})  # fmt: skip
     return out
+
+
+def params_from(cls: type[T], knobs: dict[str, Any]) -> T:
+    """An instance of the knob dataclass ``cls`` from the call's ``knobs`` (those it does not
+    name are ignored, None means the default), checked with ``check_knobs``."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    params = cls(**{k: v for k, v in knobs.items() if k in names and v is not None})
+    check_knobs(params)
+    return params

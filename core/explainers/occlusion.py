@@ -56,6 +56,7 @@ import torch
 
 from ..types import Explanation, FaceEmbedder, FacePair
 from . import perturb
+from .base import BaseExplainer
 from .knobs import check_knobs, knob
 
 log = logging.getLogger(__name__)
@@ -298,17 +299,14 @@ def forward_passes(input_size: int, **knobs: Any) -> tuple[str, int]:
     return perturb.digest("xmap", widths, stride, p.patch_shape, blur, p.patch_fill, p.seed), n
 
 
-class XMapExplainer:
+class XMapExplainer(BaseExplainer):
     """One of the three X-Map methods as an ``Explainer``."""
-
-    requires = frozenset({"blackbox"})
 
     def __init__(self, method: int) -> None:
         if method not in METHODS:
             raise ValueError(f"X-Map method must be 1, 2 or 3, got {method!r}")
         self.method = method
         self.name = f"xmap{method}"
-        self.label = f"X-Map {'I' * method} (occlusion, Knoche et al.)"
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
         params = XMapParams.from_knobs(**knobs)
@@ -334,6 +332,3 @@ class XMapExplainer:
         if cached is not None:  # embeddings computed by another call (e.g. X-Map I for X-Map II): whose, at what cost
             exp.extras["cached_from"] = cached
         return exp
-
-    def close(self) -> None:
-        pass

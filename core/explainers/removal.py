@@ -54,6 +54,7 @@ from typing import Any
 
 from ..types import Explanation, FaceEmbedder, FacePair
 from . import perturb
+from .base import BaseExplainer
 
 # the regions, part costs and searches live in .minplus; their names stay importable from here
 from .minplus import AGG_STARTS as AGG_STARTS
@@ -74,25 +75,14 @@ from .minplus import minplus_face as minplus_face
 from .minplus import minplus_pair as minplus_pair
 from .minplus import spread as spread
 
-LABELS = {
-    "single_removal": "Single removal (Mery & Morris)",
-    "greedy_removal": "Greedy removal (Mery & Morris)",
-    "single_aggregation": "Single aggregation (Mery & Morris)",
-    "greedy_aggregation": "Greedy aggregation (Mery & Morris)",
-    "minplus_average": "Average of removal and aggregation (MinPlus)",
-}
 
-
-class RemovalExplainer:
+class RemovalExplainer(BaseExplainer):
     """One of the five removal/aggregation maps as an ``Explainer``."""
-
-    requires = frozenset({"blackbox"})
 
     def __init__(self, method: str) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown removal method {method!r}; use one of {', '.join(METHODS)}")
         self.name = method
-        self.label = LABELS[method]
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
         params = RemovalParams.from_knobs(**knobs)
@@ -125,6 +115,3 @@ class RemovalExplainer:
         if (cached := ledger.cached_from()) is not None:  # parts computed by another call: whose, at what cost
             extras["cached_from"] = cached
         return Explanation(method=self.name, label=self.label, maps=maps, signed=True, scores=scores, extras=extras)
-
-    def close(self) -> None:
-        pass

@@ -35,15 +35,18 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidParameterError, MethodRequirementError
+from ..errors import MethodRequirementError
 from ..types import Explanation, FaceEmbedder, FacePair
+from .base import BaseExplainer
 from .cam import Contributions, contributions, upsample
+from .knobs import knob, params_from
 from .perturb import crop_at_input_size
 
 if TYPE_CHECKING:
@@ -56,6 +59,14 @@ ALPHA_RANGE = (0.2, 0.4)
 DYNAMIC_RANGE = 1000.0
 DEFAULT_COMPETITORS = 5
 MODES = ("verification", "identification")
+
+
+@dataclass(frozen=True)
+class SDDParams:
+    """SDD's knobs (``core.explainers.knobs``)."""
+
+    sdd_mode: str = knob("verification", "what the map explains: the pair's decision, or each face's gallery identity", choices=MODES)
+    competitors: int = knob(DEFAULT_COMPETITORS, "how many gallery identities compete with the target", low=1)
 
 
 def sdd_map(target: np.ndarray, competitors: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
@@ -92,25 +103,19 @@ def _gallery(knobs: dict[str, Any]) -> Gallery:
     return g
 
 
-class SDDExplainer:
+class SDDExplainer(BaseExplainer):
     """SDD maps of both faces of a pair (verification or identification mode)."""
-
-    requires = frozenset({"gradients"})
 
     def __init__(self, mode: str | None = None) -> None:
         if mode is not None and mode not in MODES:
             raise ValueError(f"SDD mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode = mode
         self.name = "sdd" if mode in (None, "verification") else "sdd_identification"
-        self.label = "SDD CAM" + (" (identification)" if mode == "identification" else "")
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
-        mode = self.mode or knobs.get("sdd_mode") or "verification"
-        if mode not in MODES:
-            raise InvalidParameterError(f"sdd_mode must be one of {', '.join(MODES)}, got {mode!r}")
-        k = int(knobs.get("competitors") or DEFAULT_COMPETITORS)
-        if k < 1:
-            raise InvalidParameterError(f"competitors must be at least 1, got {k}")
+        params = params_from(SDDParams, knobs)
+        mode = self.mode or params.sdd_mode
+        k = int(params.competitors)
         gallery = _gallery(knobs)
         size = int(embedder.input_size)
         faces = [crop_at_input_size(f.image, size) for f in pair]
@@ -160,9 +165,6 @@ class SDDExplainer:
             extras={"mode": mode, "competitors": k, "gallery": gallery.source, "gallery_size": len(gallery), "faces": details,
                     "grid": grids, "meaning": "regions that support the target class more than the competing classes (1 = strongest)"},
         )  # fmt: skip
-
-    def close(self) -> None:
-        pass
 
 
 def _cams(con: Contributions, i: int, targets: torch.Tensor) -> np.ndarray:

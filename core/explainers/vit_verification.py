@@ -42,6 +42,8 @@ import torch.nn.functional as F
 
 from ..errors import InvalidParameterError, MethodRequirementError
 from ..types import Explanation, FaceEmbedder, FacePair, torch_module
+from .base import BaseExplainer
+from .knobs import knob, params_from
 from .perturb import check_fill, crop_at_input_size, embed_faces, fill_image
 from .vit_lrp import attention_maps, cosine_target, find_vit, to_image
 
@@ -56,6 +58,18 @@ GAUSSIAN_VARIANCE = 6.6
 POSITIVE_MASKS = ("oim", "um")
 NEGATIVE_MASKS = ("oim", "um", "nium")
 MASK_LABELS = {"oim": "OIM", "um": "UM", "nium": "N-IUM"}
+
+
+@dataclass(frozen=True)
+class ViTParams:
+    """The knobs of Correia et al.'s heatmaps (``core.explainers.knobs``)."""
+
+    heatmap: str = knob("verification", "Correia et al.'s verification heatmap, or the raw attention maps",
+                        choices=("verification", "attention"))  # fmt: skip
+    masking: str = knob("select", "pick the mask by SM+/SM- (select) or force one (nium: negative decisions only)",
+                        choices=("select", *NEGATIVE_MASKS))  # fmt: skip
+    fill: str | float | tuple = knob("black", "the hiding value of the masked face: black, grey, white, noise, mean or a grey level")
+    start_layer: int = knob(0, "multiply the blocks' maps from this block up (0: all, as the paper; Chefer et al.'s scripts use 1)", low=0)
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -193,7 +207,7 @@ def select(candidates: list[Candidate]) -> Candidate:
     return max(scored, key=lambda c: c.sm)
 
 
-class ViTExplainer:
+class ViTExplainer(BaseExplainer):
     """Correia et al.'s verification heatmap over ViT-LRP, No-Grad ViT-LRP or rollout maps."""
 
     METHODS: ClassVar[dict[str, tuple[str, str]]] = {
@@ -206,15 +220,11 @@ class ViTExplainer:
         if name not in self.METHODS:
             raise ValueError(f"name must be one of {', '.join(self.METHODS)}, got {name!r}")
         self.name = name
-        self.attention, self.label = self.METHODS[name]
-        self.requires = frozenset({"vit", "gradients"} if name == "vit_lrp" else {"vit"})
+        self.attention = self.METHODS[name][0]
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
-        heatmap = knobs.get("heatmap", "verification")
-        masking = knobs.get("masking", "select")
-        fill = check_fill(knobs.get("fill", "black"))
-        if heatmap not in ("verification", "attention"):
-            raise InvalidParameterError(f"heatmap must be 'verification' or 'attention', got {heatmap!r}")
+        params = params_from(ViTParams, knobs)
+        heatmap, masking, fill = params.heatmap, params.masking, check_fill(params.fill)
         module = torch_module(embedder)
         if module is None:
             raise MethodRequirementError(f"{self.label} needs a torch ViT; model '{embedder.name}' has none")
@@ -222,7 +232,7 @@ class ViTExplainer:
         faces = [crop_at_input_size(f.image, size) for f in pair]
         x = embedder.preprocess(faces)
         spec = find_vit(module)
-        start_layer = int(knobs.get("start_layer") or 0)
+        start_layer = int(params.start_layer)
         res = attention_maps(module, x, self.attention, cosine_target(lambda out: out.flip(0)), spec=spec, start_layer=start_layer)
         maps = to_image(res.maps, size).cpu().numpy()
         embeddings = F.normalize(res.outputs.float(), dim=1).cpu().numpy()
@@ -262,6 +272,3 @@ class ViTExplainer:
                         + ("separates the faces" if positive else "brings the faces together") + " most per hidden area (1 = most important)"),
         })  # fmt: skip
         return Explanation(method=self.name, label=self.label, maps=[heat, heat.copy()], signed=False, scores=scores, text=text, extras=extras)
-
-    def close(self) -> None:
-        pass

@@ -42,3 +42,20 @@ def test_the_knobs_describe_themselves_with_type_default_range_and_help():
     assert all(r["help"] for r in rows.values()) and "tuple[int, ...]" in rows["patch_sizes"]["type"]
     removal = {r["name"] for r in describe_knobs(RemovalParams)}
     assert {"region_size", "grid_step", "steps", "hide", "agg_start", "seed", "preset"} <= removal
+
+
+def test_sdd_and_vit_knobs_are_typed_and_checked_too():
+    from core.explainers.knobs import params_from
+    from core.explainers.sdd import SDDParams
+    from core.explainers.vit_verification import ViTParams
+
+    assert params_from(SDDParams, {"competitors": 3, "patch_sizes": (7,), "sdd_mode": None}) == SDDParams(competitors=3)  # others ignored
+    with pytest.raises(InvalidParameterError, match="competitors=0 is not allowed: competitors must be at least 1"):
+        params_from(SDDParams, {"competitors": 0})
+    with pytest.raises(InvalidParameterError, match="sdd_mode='both' is not allowed"):
+        params_from(SDDParams, {"sdd_mode": "both"})
+    assert params_from(ViTParams, {"start_layer": 1}).start_layer == 1
+    with pytest.raises(InvalidParameterError, match="masking='best' is not allowed: masking must be one of 'select', 'oim', 'um', 'nium'"):
+        params_from(ViTParams, {"masking": "best"})
+    with pytest.raises(InvalidParameterError, match="start_layer=-1 is not allowed"):
+        params_from(ViTParams, {"start_layer": -1})
