@@ -7,7 +7,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..registry import DEFAULT_MODEL, model_names
 
@@ -66,30 +66,66 @@ def int_arg(low: int, what: str, high: int | None = None) -> Callable[[str], int
     return parse
 
 
-def float_arg(low: float, what: str) -> Callable[[str], float]:
-    """An argument type: a number at least ``low``."""
+def typed_knobs() -> dict[str, dict[str, Any]]:
+    """Every typed knob of the registered explainers once (``core.registry.describe_explainers``),
+    with ``methods``: the keys of the methods that take it. ``preset`` and ``seed`` are the
+    commands' own flags."""
+    from ..registry import describe_explainers
 
-    def parse(value: str) -> float:
+    out: dict[str, dict[str, Any]] = {}
+    for row in describe_explainers():
+        for k in row["knobs"]:
+            if k["name"] not in ("preset", "seed"):
+                out.setdefault(k["name"], {**k, "methods": []})["methods"].append(row["name"])
+    return out
+
+
+def _number_arg(k: dict[str, Any], what: str) -> Callable[[str], Any]:
+    """A number (or comma-separated numbers, for a tuple knob) within the knob's range."""
+    whole = "int" in k["type"]
+    many = k["type"].startswith("tuple")
+    lo, hi = k["low"], k["high"]
+    allowed = f"{lo:g} to {hi:g}" if lo is not None and hi is not None else f"at least {lo:g}" if lo is not None else f"at most {hi:g}"
+
+    def one(value: str) -> float:
         try:
-            f = float(value)
+            v: float = int(value) if whole else float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, got {value!r}") from None
-        if not f >= low:
-            raise argparse.ArgumentTypeError(f"{what} must be at least {low:g}, got {value}")
-        return f
+            raise argparse.ArgumentTypeError(f"{what} must be {'a whole number' if whole else 'a number'}, got {value!r}") from None
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{what} must be {allowed}, got {value}")
+        return v
+
+    def parse(value: str) -> Any:
+        if not many:
+            return one(value)
+        parts = [v.strip() for v in value.split(",") if v.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"give at least one value ({allowed}), e.g. {','.join(str(d) for d in k['default'] or [])}")
+        return tuple(one(v) for v in parts)
 
     return parse
 
 
-def sizes_arg(value: str) -> tuple[int, ...]:
-    """``--patch-sizes``: comma-separated patch sizes in pixels at 112 px, each 1 to 112."""
-    from ..explainers.occlusion import REFERENCE_SIZE
-
-    one = int_arg(1, "each patch size (pixels at 112 px)", REFERENCE_SIZE)
-    parts = [v.strip() for v in value.split(",") if v.strip()]
-    if not parts:
-        raise argparse.ArgumentTypeError(f"give at least one patch size (1 to {REFERENCE_SIZE}), e.g. 7,14,28")
-    return tuple(one(v) for v in parts)
+def knob_flags(sp: argparse.ArgumentParser) -> None:
+    """One flag per typed knob (``--patch-sizes``, ``--region-size``, ...), generated from the
+    knob dataclasses: its type, range or choices (checked when the arguments are parsed) and
+    help; default None, so the preset's value holds unless the flag is given."""
+    sp.set_defaults(typed_knob_flags=True)  # _knobs reads them (other commands' --fill means something else)
+    for name, k in typed_knobs().items():
+        flag = "--" + name.replace("_", "-")
+        default = ",".join(str(v) for v in k["default"]) if isinstance(k["default"], list) else k["default"]
+        families = ", ".join(k["methods"]) if len(k["methods"]) <= 3 else f"{k['methods'][0]} ... ({len(k['methods'])} methods)"
+        text = f"{k['help']} (default: {default}; {families})".replace("%", "%%")
+        if k["choices"] is not None:
+            sp.add_argument(flag, choices=[str(c) for c in k["choices"]], help=text)
+        elif k["low"] is not None or k["high"] is not None:
+            what = "each value of " + flag if k["type"].startswith("tuple") else flag
+            sp.add_argument(flag, type=_number_arg(k, what), metavar=name.upper(), help=text)
+        elif "float" in k["type"]:  # a hiding value: a name, a grey level or an RGB triple
+            sp.add_argument(flag, type=_fill_arg, metavar="FILL", help=text)
+        else:
+            sp.add_argument(flag, help=text)
 
 
 #: Explainer knobs taken from the command line when given (SDD's gallery, sdd_mode and
@@ -100,7 +136,8 @@ _KNOB_NAMES = ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur"
 
 def _knobs(args: argparse.Namespace) -> dict:
     knobs = {"preset": args.preset, "batch_size": args.batch_size, "seed": args.seed}
-    for k in _KNOB_NAMES:
+    typed = typed_knobs() if getattr(args, "typed_knob_flags", False) else {}
+    for k in dict.fromkeys([*_KNOB_NAMES, *typed]):
         v = getattr(args, k, None)
         if v is not None:
             knobs[k] = v

@@ -17,13 +17,11 @@ from .common import (
     Subparsers,
     _knobs,
     _runner,
-    float_arg,
     int_arg,
+    knob_flags,
     methods_arg,
     model_args,
     progress_bar,
-    sdd_args,
-    sizes_arg,
     split_methods,  # fmt: skip
 )
 
@@ -200,20 +198,8 @@ def add_explain(sub: Subparsers) -> None:
     )
     x.add_argument("--batch-size", type=int_arg(1, "--batch-size"), help="images per forward pass (a cost knob; results do not change)")
     x.add_argument("--seed", type=int, default=0, help="seed of the noise fills (X-Map noise patches, the aggregation start noise)")
-    x.add_argument("--patch-sizes", type=sizes_arg, help="X-Map patch sizes at 112 px, e.g. 7,14,28")
-    x.add_argument("--stride", type=int_arg(1, "--stride"), help="X-Map stride at 112 px")
-    x.add_argument("--patch-fill", help="X-Map patch colour: black, grey, white, noise, mean or a grey level")
-    x.add_argument("--patch-shape", choices=("rect", "round"))
-    x.add_argument("--edge-blur", type=float_arg(0.0, "--edge-blur"), help="X-Map patch edge blur (sigma in px at 112)")
-    x.add_argument("--patch-geometry", choices=("authors", "exact"),
-                   help="X-Map patch of size p: authors (default) hides (p+1)^2 pixels as their cv2.rectangle; exact hides p x p")  # fmt: skip
-    x.add_argument("--region-size", type=int_arg(2, "--region-size"), help="removal/aggregation region width n_h at 256 px (sigma = n_h / 8.5)")
-    x.add_argument("--grid-step", type=int_arg(1, "--grid-step"), help="removal/aggregation region spacing at 256 px")
-    x.add_argument("--steps", type=int_arg(1, "--steps"), help="greedy removal/aggregation steps")
-    x.add_argument("--hide", help="removal/aggregation hiding value: black, grey, white, noise, mean or a grey level")
-    x.add_argument("--agg-start", choices=("noise", "hide"),
-                   help="aggregation starts from the authors' near-black noise (default; seeded by --seed) or the hiding value")  # fmt: skip
-    sdd_args(x)
+    knob_flags(x)  # --patch-sizes, --stride, ..., --start-layer: from the explainers' knob dataclasses
+    x.add_argument("--gallery", help="SDD: a gallery folder or identities CSV of competitor faces")
     x.add_argument("--threshold", type=float)
     x.add_argument("--calibration")
     x.add_argument("--cost", action="store_true", help="only print how many forward passes the methods cost")
