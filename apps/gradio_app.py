@@ -68,6 +68,7 @@ from apps.knob_controls import knob_info, knob_label, knob_specs, knobs_from
 from apps.uploads import gallery_from_uploads, upload_paths
 from core.errors import XFVError
 from core.registry import explainer_spec, needs_gallery
+from core.render import draw_faces
 
 __all__ = ["UploadProblem", "build_demo", "compare_faces", "confidence_bar", "cost_text", "explanation_panels", "export_report",
            "face_image", "faithfulness_words", "method_choices", "photo_note", "read_upload", "runner_capabilities"]  # fmt: skip
@@ -108,14 +109,22 @@ def build_demo(
         return await cancellable(compare_now, model, a, b, methods, preset, scores, uploaded_gallery, progress, (face_a, face_b),
                                  knobs_from(knob_values))  # fmt: skip
 
-    def on_photo(model, image, side, chosen=None):
-        """The note next to a photo, and its faces to choose from when it holds several."""
+    def on_photo(model, image, side):
+        """The note next to a photo, its faces to choose from when it holds several, and their
+        boxes (kept, so that choosing another face redraws them without detecting again)."""
         if image is None or isinstance(image, UploadProblem):
-            return photo_note(image, side), gr.update(value=None, visible=False), gr.update(choices=[], value=None, visible=False)
-        found = faces_in_photo(runners.get(model), image, side, int(chosen or 0))
+            return photo_note(image, side), gr.update(value=None, visible=False), gr.update(choices=[], value=None, visible=False), None
+        found = faces_in_photo(runners.get(model), image, side)
         several = found["n"] > 1
         return (found["message"], gr.update(value=found["picture"], visible=several),
-                gr.update(choices=found["choices"], value=int(chosen or 0) if several else None, visible=several))  # fmt: skip
+                gr.update(choices=found["choices"], value=0 if several else None, visible=several),
+                found.get("boxes") if several else None)  # fmt: skip
+
+    def on_pick(image, chosen, boxes):
+        """The photo's faces again, the chosen one highlighted."""
+        if image is None or isinstance(image, UploadProblem) or not boxes:
+            return gr.update()
+        return draw_faces(image, boxes, int(chosen or 0))
 
     def compare_now(model, a, b, methods, preset, scores, uploaded_gallery, progress, faces=(None, None), knobs=None):
         problems = [photo_note(x, side) for x, side in ((a, "A"), (b, "B")) if isinstance(x, UploadProblem)]
@@ -332,8 +341,10 @@ def build_demo(
             control.change(lambda md, m, p, kv: cost_text(runners.get(md), m, p, knobs_from(kv)), [model, methods, preset, knob_values], cost)
         viewer_parts = [view_title, view_image, view_raw, view_bar, view_words, view_method]
         for img, note, faces, pick, side in ((img_a, note_a, faces_a, pick_a, "A"), (img_b, note_b, faces_b, pick_b, "B")):
-            img.change(lambda md, x, s=side: on_photo(md, x, s), [model, img], [note, faces, pick], concurrency_limit=2, concurrency_id="detect")
-            pick.input(lambda md, x, c, s=side: on_photo(md, x, s, c)[1], [model, img, pick], [faces], concurrency_limit=2, concurrency_id="detect")
+            boxes = gr.State(None)
+            img.change(lambda md, x, s=side: on_photo(md, x, s), [model, img], [note, faces, pick, boxes],
+                       concurrency_limit=2, concurrency_id="detect")  # fmt: skip
+            pick.input(on_pick, [img, pick, boxes], [faces])
         last.change(region_menu, [last], [region_pick])
         region_pick.change(on_region_pick, [last, region_pick], [regions])
         gallery_files.change(on_gallery, [gallery_files], [uploaded_gallery, gallery_note])

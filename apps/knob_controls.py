@@ -14,18 +14,11 @@ PAGE_KNOBS = frozenset({"preset"})
 
 
 def knob_specs() -> list[dict[str, Any]]:
-    """Each knob once, in registry order: its description plus ``methods``, the labels of the
-    methods that take it."""
-    from core.registry import describe_explainers
+    """Each knob once, in registry order (``core.registry.knob_table``), with ``methods``: the
+    labels of the methods that take it."""
+    from core.registry import explainer_spec, knob_table
 
-    out: dict[str, dict[str, Any]] = {}
-    for row in describe_explainers():
-        for k in row["knobs"]:
-            if k["name"] in PAGE_KNOBS:
-                continue
-            entry = out.setdefault(k["name"], {**k, "methods": []})
-            entry["methods"].append(row["label"])
-    return list(out.values())
+    return [{**k, "methods": [explainer_spec(m).label for m in k["methods"]]} for k in knob_table(skip=tuple(PAGE_KNOBS)).values()]
 
 
 def knob_label(spec: dict[str, Any]) -> str:

@@ -216,6 +216,18 @@ def describe_explainers(input_size: int = 112) -> list[dict[str, Any]]:
     return rows
 
 
+def knob_table(skip: tuple[str, ...] = ("preset",)) -> dict[str, dict[str, Any]]:
+    """Every typed knob of the registered methods once, in registry order (the fields of
+    ``describe_knobs``) plus ``methods``: the keys of the methods that take it; ``skip``
+    leaves knobs out. What the CLI's knob flags and the page's advanced settings are made of."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in describe_explainers():
+        for k in row["knobs"]:
+            if k["name"] not in skip:
+                out.setdefault(k["name"], {**k, "methods": []})["methods"].append(row["name"])
+    return out
+
+
 def needs_gallery(method: str) -> bool:
     """Whether ``method`` compares against a gallery of identities (SDD's family, knob
     ``gallery``); False for a name that is not registered."""

@@ -51,33 +51,17 @@ def methods_arg(value: str) -> list[str]:
 
 
 def int_arg(low: int, what: str, high: int | None = None) -> Callable[[str], int]:
-    """An argument type: a whole number in ``low..high`` (``what`` names it in the message)."""
-
-    def parse(value: str) -> int:
-        try:
-            n = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a whole number, got {value!r}") from None
-        if n < low or (high is not None and n > high):
-            allowed = f"at least {low}" if high is None else f"{low} to {high}"
-            raise argparse.ArgumentTypeError(f"{what} must be {allowed}, got {n}")
-        return n
-
-    return parse
+    """An argument type: a whole number in ``low..high`` (``what`` names it in the message),
+    checked as a typed knob's flag is (``_number_arg``)."""
+    return _number_arg({"type": "int", "low": low, "high": high, "default": None}, what)
 
 
 def typed_knobs() -> dict[str, dict[str, Any]]:
-    """Every typed knob of the registered explainers once (``core.registry.describe_explainers``),
-    with ``methods``: the keys of the methods that take it. ``preset`` and ``seed`` are the
-    commands' own flags."""
-    from ..registry import describe_explainers
+    """Every typed knob of the registered explainers once (``core.registry.knob_table``);
+    ``preset`` and ``seed`` are the commands' own flags."""
+    from ..registry import knob_table
 
-    out: dict[str, dict[str, Any]] = {}
-    for row in describe_explainers():
-        for k in row["knobs"]:
-            if k["name"] not in ("preset", "seed"):
-                out.setdefault(k["name"], {**k, "methods": []})["methods"].append(row["name"])
-    return out
+    return knob_table(skip=("preset", "seed"))
 
 
 def _number_arg(k: dict[str, Any], what: str) -> Callable[[str], Any]:
