@@ -41,12 +41,15 @@ class ExplainerSpec:
     description: str = ""
     # (input_size, **knobs) -> (share key, forward passes): methods with the same key share
     # their perturbed embeddings, so a set of them costs each key once
-    cost: Callable[..., tuple[str, int] | dict[str, int]] | None = None
+    cost: Callable[..., int | tuple[str, int] | dict[str, int]] | None = None
     family: str = ""
     gives_maps: bool = True  # False for explanations in words only (no faithfulness curves)
     scale: str = ""  # "diverging" (signed maps) or "sequential" (unsigned relevance), core.render.SCALES; "" without maps
     colours: str = ""  # what this method's colours mean, in words (the page's legend)
-    knobs: Callable[[], type] | None = None  # its knob dataclass (``core.explainers.knobs``), imported on demand
+    knobs: type | None = None  # its knob dataclass (``core.explainers.knobs``)
+    needs_gallery: bool = False  # compares against gallery identities (knob ``gallery``)
+    order: int = 100  # its place in lists: built-ins 10-79, new methods after them
+    source: str = ""  # the class that registered it (module.Class)
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -62,7 +65,34 @@ def register_model(spec: ModelSpec) -> None:
 
 
 def register_explainer(spec: ExplainerSpec) -> None:
+    """Add (or replace) a method. Explainer classes do this with ``@explainer``
+    (``core.explainers.base``); tests may register specs directly."""
     _EXPLAINERS[spec.name] = spec
+
+
+_DISCOVERED = False
+_DISCOVER_LOCK = threading.RLock()  # re-entrant: a module being imported may ask the registry
+
+
+def _discover() -> dict[str, ExplainerSpec]:
+    """The registered methods, in ``order``: on first use every module of ``core.explainers``
+    is imported, so that their ``@explainer`` classes register themselves."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        import importlib
+        import pkgutil
+
+        from . import explainers
+
+        with _DISCOVER_LOCK:
+            if not _DISCOVERED:
+                for mod in pkgutil.iter_modules(explainers.__path__):
+                    importlib.import_module(f"{explainers.__name__}.{mod.name}")
+                _DISCOVERED = True
+    if list(_EXPLAINERS) != (ranked := sorted(_EXPLAINERS, key=lambda k: _EXPLAINERS[k].order)):
+        for k in ranked:  # stable: same order, same registration order
+            _EXPLAINERS[k] = _EXPLAINERS.pop(k)
+    return _EXPLAINERS
 
 
 def model_names() -> list[str]:
@@ -77,12 +107,12 @@ def model_spec(name: str) -> ModelSpec:
 
 
 def explainer_names() -> list[str]:
-    return list(_EXPLAINERS)
+    return list(_discover())
 
 
 def explainer_spec(name: str) -> ExplainerSpec:
     try:
-        return _EXPLAINERS[name]
+        return _discover()[name]
     except KeyError:
         known = ", ".join(_EXPLAINERS) or "none yet"
         raise UnknownNameError(f"unknown explanation method {name!r}; choose one of: {known}") from None
@@ -192,7 +222,7 @@ def forward_passes(methods: list[str] | tuple[str, ...], input_size: int, **knob
             out[m] = 0
             continue
         cost = spec.cost(input_size, **knobs)  # (share key, n), or {share key: n} for a method made of shared parts
-        parts = cost if isinstance(cost, dict) else dict([cost])
+        parts = cost if isinstance(cost, dict) else dict([cost]) if isinstance(cost, tuple) else {m: int(cost)}
         out[m] = sum(n for key, n in parts.items() if key not in seen)
         seen.update(parts)
     out["total"] = sum(out.values())
@@ -207,12 +237,12 @@ def describe_explainers(input_size: int = 112) -> list[dict[str, Any]]:
     from .explainers.knobs import describe_knobs
 
     rows = []
-    for name, spec in _EXPLAINERS.items():
+    for name, spec in _discover().items():
         cost = {preset: forward_passes([name], input_size, preset=preset)[name] for preset in ("full", "fast")}
         rows.append({"name": name, "label": spec.label, "family": spec.family, "requires": sorted(spec.requires),
-                     "needs_gallery": needs_gallery(name), "gives_maps": spec.gives_maps, "scale": spec.scale, "colours": spec.colours,
+                     "needs_gallery": spec.needs_gallery, "gives_maps": spec.gives_maps, "scale": spec.scale, "colours": spec.colours,
                      "description": spec.description, "forward_passes": cost,
-                     "knobs": describe_knobs(spec.knobs()) if spec.knobs is not None else []})  # fmt: skip
+                     "knobs": describe_knobs(spec.knobs) if spec.knobs is not None else []})  # fmt: skip
     return rows
 
 
@@ -229,103 +259,7 @@ def knob_table(skip: tuple[str, ...] = ("preset",)) -> dict[str, dict[str, Any]]
 
 
 def needs_gallery(method: str) -> bool:
-    """Whether ``method`` compares against a gallery of identities (SDD's family, knob
-    ``gallery``); False for a name that is not registered."""
-    spec = _EXPLAINERS.get(method)
-    return spec is not None and spec.family == "sdd"
-
-
-def _lazy(module: str, attr: str, *args: Any) -> Callable[..., Any]:
-    """A callable that imports ``core.explainers.<module>.<attr>`` on first use and calls it
-    with ``args`` plus its own arguments (explainer factories and cost functions)."""
-
-    def call(*more: Any, **knobs: Any) -> Any:
-        from importlib import import_module
-
-        return getattr(import_module(f".explainers.{module}", __package__), attr)(*args, *more, **knobs)
-
-    return call
-
-
-def _lazy_class(module: str, attr: str) -> Callable[[], type]:
-    """``core.explainers.<module>.<attr>``, imported when first asked for (knob dataclasses)."""
-
-    def get() -> type:
-        from importlib import import_module
-
-        cls: type = getattr(import_module(f".explainers.{module}", __package__), attr)
-        return cls
-
-    return get
-
-
-_BLACKBOX = frozenset({"blackbox"})
-for _m, _what in ((1, "each occlusion of one face against the mean of all occlusions of the other"),
-                  (2, "each occlusion of one face against the other, unoccluded face"),
-                  (3, "co-located occlusions of both faces; one map shared by both")):  # fmt: skip
-    register_explainer(ExplainerSpec(f"xmap{_m}", f"X-Map {'I' * _m} (occlusion, Knoche et al.)", _lazy("occlusion", "XMapExplainer", _m), _BLACKBOX,
-                                     f"Knoche et al. occlusion map, method {_m}: {_what}.",
-                                     _lazy("occlusion", "forward_passes"), "occlusion", scale="diverging",
-                                     knobs=_lazy_class("occlusion", "XMapParams"),
-                                     colours="green: hiding the region makes the faces less alike (it supports the match); "
-                                             "red: hiding it makes them more alike (it speaks against the match)"))  # fmt: skip
-for _name, _label, _what in (
-    ("single_removal", "Single removal (Mery & Morris)", "similarity drop when each region alone is hidden"),
-    ("greedy_removal", "Greedy removal (Mery & Morris)", "regions hidden one at a time, each time the one that lowers the similarity most"),
-    ("single_aggregation", "Single aggregation (Mery & Morris)", "similarity gain when each region alone is shown on a hidden face"),
-    ("greedy_aggregation", "Greedy aggregation (Mery & Morris)", "regions shown one at a time, each time the one that raises the similarity most"),
-    ("minplus_average", "Average of removal and aggregation (MinPlus)", "the mean of the four removal and aggregation maps (MinPlus)"),
-):
-    register_explainer(ExplainerSpec(_name, _label, _lazy("removal", "RemovalExplainer", _name), _BLACKBOX,
-                                     f"Mery & Morris black-box saliency: {_what}.",
-                                     _lazy("removal", "forward_passes", _name), "removal", scale="diverging",
-                                     knobs=_lazy_class("minplus", "RemovalParams"),
-                                     colours="green: the region raises the similarity of the pair; red: it lowers it "
-                                             "(change of cosine similarity spread over the region)"))  # fmt: skip
-
-
-def _fixed_cost(key: str, n: int) -> Callable[..., tuple[str, int]]:
-    def cost(input_size: int, **knobs: Any) -> tuple[str, int]:
-        return key, n
-
-    return cost
-
-
-_GRADIENTS = frozenset({"gradients"})
-for _name, _label, _what in (
-    ("cam", "CAM (exact decomposition)", "each location's exact share of the cosine similarity, from the model's affine head"),
-    ("grad_cam", "Grad-CAM", "activations weighted by the mean gradient of the similarity to the other face"),
-    ("grad_cam_pp", "Grad-CAM++", "activations weighted by positive gradients with Grad-CAM++ pixel weights"),
-):
-    register_explainer(ExplainerSpec(_name, _label, _lazy("cam", "CamExplainer", _name), _GRADIENTS, f"{_label}: {_what}.",
-                                     _fixed_cost(_name, 2 if _name == "cam" else 4), "cam",
-                                     scale="diverging" if _name == "cam" else "sequential",
-                                     colours="green: the location adds to the cosine similarity; red: it subtracts from it (exact shares)"
-                                     if _name == "cam" else "bright: where the gradient-weighted activations of the similarity "
-                                                            "are strongest (positive part only; no direction)"))  # fmt: skip
-# SDD's family "sdd" marks the methods that need a gallery (knob ``gallery``)
-for _name, _label, _mode, _what in (
-    ("sdd", "SDD CAM (verification)", None, "the other face's CAM scaled against the CAMs of the most similar gallery identities"),
-    ("sdd_identification", "SDD CAM (identification)", "identification", "each face's predicted gallery identity against the next ones"),
-):
-    register_explainer(ExplainerSpec(_name, _label, _lazy("sdd", "SDDExplainer", _mode), _GRADIENTS, f"{_label}: {_what} (needs a gallery).",
-                                     _fixed_cost(_name, 2), "sdd", scale="sequential", knobs=_lazy_class("sdd", "SDDParams"),
-                                     colours="bright: where the face is like its target and unlike the competing identities"))  # fmt: skip
-for _name, _label, _what in (
-    ("vit_lrp", "ViT-LRP verification heatmap", "Chefer's relevance propagation with attention gradients"),
-    ("vit_lrp_nograd", "No-Grad ViT-LRP verification heatmap", "Chefer's relevance propagation without gradients"),
-    ("vit_rollout", "Rollout verification heatmap", "attention rollout"),
-):
-    register_explainer(ExplainerSpec(_name, _label, _lazy("vit_verification", "ViTExplainer", _name),
-                                     frozenset({"vit", "gradients"} if _name == "vit_lrp" else {"vit"}),
-                                     f"Correia et al.: the mask from both faces' {_what} maps that best explains the decision (ViT models).",
-                                     _fixed_cost(_name, 8), "vit", scale="sequential", knobs=_lazy_class("vit_verification", "ViTParams"),
-                                     colours="bright: the attention inside the mask that best explains the decision "
-                                             "(one map for both faces)"))  # fmt: skip
-register_explainer(ExplainerSpec("concepts", "Concepts in words (CLIP bottleneck)", _lazy("concepts", "ConceptExplainer"), frozenset({"clip_text"}),
-                                 "Yalavarthi and Ratha: the facial descriptors both faces share (match) or that differ most (non-match), "
-                                 "with their share of the similarity (concept-bottleneck models).",
-                                 _fixed_cost("concepts", 2), "concepts", False))  # fmt: skip
-register_explainer(ExplainerSpec("geometry", "Facial proportions (measured)", _lazy("geometry", "GeometryExplainer"), frozenset(),
-                                 "Landmark ratios of both faces against proportion canons, in FISWG words (any model; no weights).",
-                                 None, "geometry", False))  # fmt: skip
+    """Whether ``method`` compares against a gallery of identities (``needs_gallery`` of its
+    registration); False for a name that is not registered."""
+    spec = _discover().get(method)
+    return spec is not None and spec.needs_gallery

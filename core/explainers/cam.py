@@ -43,7 +43,7 @@ from torch import nn
 from ..errors import MethodRequirementError
 from ..models.base import chunks
 from ..types import Explanation, FaceEmbedder, FacePair, TorchFaceEmbedder, batch_size_of
-from .base import BaseExplainer
+from .base import BaseExplainer, explainer, fixed_cost
 from .perturb import crop_at_input_size, embed_faces
 
 log = logging.getLogger(__name__)
@@ -246,10 +246,12 @@ class ClassActivationMap(BaseExplainer):
         raise NotImplementedError
 
 
+@explainer("cam", label="CAM (exact decomposition)", family="cam", requires=("gradients",), cost=fixed_cost(2), scale="diverging", order=30,
+           description="CAM (exact decomposition): each location's exact share of the cosine similarity, from the model's affine head.",
+           colours="green: the location adds to the cosine similarity; red: it subtracts from it (exact shares)")  # fmt: skip
 class Cam(ClassActivationMap):
     """CAM: the exact decomposition of the similarity through the model's affine head."""
 
-    name = "cam"
     signed = True
     meaning = ("each location's share of the cosine similarity (the map sums to it): positive (green) "
                "makes the faces similar, negative (red) makes them differ")  # fmt: skip
@@ -264,20 +266,23 @@ class Cam(ClassActivationMap):
                        "constant": float(consts.mean())}  # fmt: skip
 
 
+_GRAD_COLOURS = "bright: where the gradient-weighted activations of the similarity are strongest (positive part only; no direction)"
+
+
+@explainer("grad_cam", label="Grad-CAM", family="cam", requires=("gradients",), cost=fixed_cost(4), scale="sequential", order=31,
+           description="Grad-CAM: activations weighted by the mean gradient of the similarity to the other face.", colours=_GRAD_COLOURS)  # fmt: skip
 class GradCam(ClassActivationMap):
     """Grad-CAM: ``alpha_k = mean_ij ds/dA_kij``."""
-
-    name = "grad_cam"
 
     @staticmethod
     def weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         return grads.mean((2, 3), keepdim=True)
 
 
+@explainer("grad_cam_pp", label="Grad-CAM++", family="cam", requires=("gradients",), cost=fixed_cost(4), scale="sequential", order=32,
+           description="Grad-CAM++: activations weighted by positive gradients with Grad-CAM++ pixel weights.", colours=_GRAD_COLOURS)  # fmt: skip
 class GradCamPlusPlus(ClassActivationMap):
     """Grad-CAM++: ``w_k = sum_ij a_kij ReLU(ds/dA_kij)`` with the closed-form ``a_kij``."""
-
-    name = "grad_cam_pp"
 
     @staticmethod
     def weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:

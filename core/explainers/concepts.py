@@ -27,7 +27,7 @@ import torch
 
 from ..models.cbm import concept_model
 from ..types import Explanation, FaceEmbedder, FacePair
-from .base import BaseExplainer
+from .base import BaseExplainer, explainer, fixed_cost
 from .perturb import crop_at_input_size
 
 TOP = 5
@@ -69,10 +69,12 @@ def bar_chart(labels: list[str], values: list[float], title: str, axis: str) -> 
     }
 
 
+@explainer("concepts", label="Concepts in words (CLIP bottleneck)", family="concepts", requires=("clip_text",), cost=fixed_cost(2),
+           gives_maps=False, order=60,
+           description="Yalavarthi and Ratha: the facial descriptors both faces share (match) or that differ most (non-match), "
+                       "with their share of the similarity (concept-bottleneck models).")  # fmt: skip
 class ConceptExplainer(BaseExplainer):
     """Words for a pair from the concept bottleneck that made the decision."""
-
-    name = "concepts"
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
         cbm = concept_model(embedder)

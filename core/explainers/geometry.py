@@ -11,7 +11,7 @@ from typing import Any
 from ..faces.geometry import Measure, describe, load_reference, ratios_5, ratios_68
 from ..faces.regions import landmarks68
 from ..types import AlignedFace, Explanation, FaceEmbedder, FacePair
-from .base import BaseExplainer
+from .base import BaseExplainer, explainer
 
 #: two values closer than this share of the reference's interquartile range are "about the same"
 BORDER = 0.25
@@ -46,10 +46,16 @@ def compare(ma: list[Measure], mb: list[Measure]) -> tuple[list[str], list[dict[
     return text, rows
 
 
+@explainer(
+    "geometry",
+    label="Facial proportions (measured)",
+    family="geometry",
+    gives_maps=False,
+    order=70,
+    description="Landmark ratios of both faces against proportion canons, in FISWG words (any model; no weights).",
+)
 class GeometryExplainer(BaseExplainer):
     """Landmark proportions of both faces, compared, in descriptor words."""
-
-    name = "geometry"
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder | None, **knobs: Any) -> Explanation:
         lm = knobs.get("landmarks", "auto")

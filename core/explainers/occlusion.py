@@ -56,7 +56,7 @@ import torch
 
 from ..types import Explanation, FaceEmbedder, FacePair
 from . import perturb
-from .base import BaseExplainer
+from .base import BaseExplainer, explainer
 from .knobs import check_knobs, knob
 
 log = logging.getLogger(__name__)
@@ -332,3 +332,30 @@ class XMapExplainer(BaseExplainer):
         if cached is not None:  # embeddings computed by another call (e.g. X-Map I for X-Map II): whose, at what cost
             exp.extras["cached_from"] = cached
         return exp
+
+
+_XMAP: dict[str, Any] = {"family": "occlusion", "requires": ("blackbox",), "cost": forward_passes, "knobs": XMapParams, "scale": "diverging",
+         "colours": "green: hiding the region makes the faces less alike (it supports the match); "
+                    "red: hiding it makes them more alike (it speaks against the match)"}  # fmt: skip
+
+
+@explainer("xmap1", label="X-Map I (occlusion, Knoche et al.)", order=10, **_XMAP,
+           description="Knoche et al. occlusion map, method 1: each occlusion of one face against "
+                       "the mean of all occlusions of the other.")  # fmt: skip
+class XMap1(XMapExplainer):
+    def __init__(self) -> None:
+        super().__init__(1)
+
+
+@explainer("xmap2", label="X-Map II (occlusion, Knoche et al.)", order=11, **_XMAP,
+           description="Knoche et al. occlusion map, method 2: each occlusion of one face against the other, unoccluded face.")  # fmt: skip
+class XMap2(XMapExplainer):
+    def __init__(self) -> None:
+        super().__init__(2)
+
+
+@explainer("xmap3", label="X-Map III (occlusion, Knoche et al.)", order=12, **_XMAP,
+           description="Knoche et al. occlusion map, method 3: co-located occlusions of both faces; one map shared by both.")  # fmt: skip
+class XMap3(XMapExplainer):
+    def __init__(self) -> None:
+        super().__init__(3)

@@ -54,7 +54,7 @@ from typing import Any
 
 from ..types import Explanation, FaceEmbedder, FacePair
 from . import perturb
-from .base import BaseExplainer
+from .base import BaseExplainer, explainer
 
 # the regions, part costs and searches live in .minplus; their names stay importable from here
 from .minplus import AGG_STARTS as AGG_STARTS
@@ -115,3 +115,52 @@ class RemovalExplainer(BaseExplainer):
         if (cached := ledger.cached_from()) is not None:  # parts computed by another call: whose, at what cost
             extras["cached_from"] = cached
         return Explanation(method=self.name, label=self.label, maps=maps, signed=True, scores=scores, extras=extras)
+
+
+_REMOVAL: dict[str, Any] = {"family": "removal", "requires": ("blackbox",), "knobs": RemovalParams, "scale": "diverging",
+            "colours": "green: the region raises the similarity of the pair; red: it lowers it "
+                       "(change of cosine similarity spread over the region)"}  # fmt: skip
+
+
+def _cost(method: str) -> Any:
+    def cost(input_size: int, **knobs: Any) -> dict[str, int]:
+        return forward_passes(method, input_size, **knobs)
+
+    return cost
+
+
+@explainer("single_removal", label="Single removal (Mery & Morris)", order=20, cost=_cost("single_removal"), **_REMOVAL,
+           description="Mery & Morris black-box saliency: similarity drop when each region alone is hidden.")  # fmt: skip
+class SingleRemoval(RemovalExplainer):
+    def __init__(self) -> None:
+        super().__init__("single_removal")
+
+
+@explainer("greedy_removal", label="Greedy removal (Mery & Morris)", order=21, cost=_cost("greedy_removal"), **_REMOVAL,
+           description="Mery & Morris black-box saliency: regions hidden one at a time, each time "
+                       "the one that lowers the similarity most.")  # fmt: skip
+class GreedyRemoval(RemovalExplainer):
+    def __init__(self) -> None:
+        super().__init__("greedy_removal")
+
+
+@explainer("single_aggregation", label="Single aggregation (Mery & Morris)", order=22, cost=_cost("single_aggregation"), **_REMOVAL,
+           description="Mery & Morris black-box saliency: similarity gain when each region alone is shown on a hidden face.")  # fmt: skip
+class SingleAggregation(RemovalExplainer):
+    def __init__(self) -> None:
+        super().__init__("single_aggregation")
+
+
+@explainer("greedy_aggregation", label="Greedy aggregation (Mery & Morris)", order=23, cost=_cost("greedy_aggregation"), **_REMOVAL,
+           description="Mery & Morris black-box saliency: regions shown one at a time, each time "
+                       "the one that raises the similarity most.")  # fmt: skip
+class GreedyAggregation(RemovalExplainer):
+    def __init__(self) -> None:
+        super().__init__("greedy_aggregation")
+
+
+@explainer("minplus_average", label="Average of removal and aggregation (MinPlus)", order=24, cost=_cost("minplus_average"), **_REMOVAL,
+           description="Mery & Morris black-box saliency: the mean of the four removal and aggregation maps (MinPlus).")  # fmt: skip
+class MinPlusAverage(RemovalExplainer):
+    def __init__(self) -> None:
+        super().__init__("minplus_average")

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from ..errors import MethodRequirementError
 from ..types import Explanation, FaceEmbedder, FacePair
-from .base import BaseExplainer
+from .base import BaseExplainer, explainer, fixed_cost
 from .cam import Contributions, contributions, upsample
 from .knobs import knob, params_from
 from .perturb import crop_at_input_size
@@ -172,3 +172,23 @@ def _cams(con: Contributions, i: int, targets: torch.Tensor) -> np.ndarray:
     n = targets.shape[0]
     rep = Contributions(con.loc[i : i + 1].expand(n, -1, -1), con.const, con.embedding[i : i + 1].expand(n, -1), con.grid)
     return rep.cam(targets, spread_constant=False).numpy()
+
+
+_SDD: dict[str, Any] = {"family": "sdd", "requires": ("gradients",), "cost": fixed_cost(2), "knobs": SDDParams,
+        "scale": "sequential", "needs_gallery": True,
+        "colours": "bright: where the face is like its target and unlike the competing identities"}  # fmt: skip
+
+
+@explainer("sdd", label="SDD CAM (verification)", order=40, **_SDD,
+           description="SDD CAM (verification): the other face's CAM scaled against the CAMs of the most "
+                       "similar gallery identities (needs a gallery).")  # fmt: skip
+class SDDVerification(SDDExplainer):
+    def __init__(self) -> None:
+        super().__init__(None)
+
+
+@explainer("sdd_identification", label="SDD CAM (identification)", order=41, **_SDD,
+           description="SDD CAM (identification): each face's predicted gallery identity against the next ones (needs a gallery).")  # fmt: skip
+class SDDIdentification(SDDExplainer):
+    def __init__(self) -> None:
+        super().__init__("identification")

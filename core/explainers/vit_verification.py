@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from ..errors import InvalidParameterError, MethodRequirementError
 from ..types import Explanation, FaceEmbedder, FacePair, torch_module
-from .base import BaseExplainer
+from .base import BaseExplainer, explainer, fixed_cost
 from .knobs import knob, params_from
 from .perturb import check_fill, crop_at_input_size, embed_faces, fill_image
 from .vit_lrp import attention_maps, cosine_target, find_vit, to_image
@@ -210,17 +210,14 @@ def select(candidates: list[Candidate]) -> Candidate:
 class ViTExplainer(BaseExplainer):
     """Correia et al.'s verification heatmap over ViT-LRP, No-Grad ViT-LRP or rollout maps."""
 
-    METHODS: ClassVar[dict[str, tuple[str, str]]] = {
-        "vit_lrp": ("vit_lrp", "ViT-LRP verification heatmap"),
-        "vit_lrp_nograd": ("vit_lrp_nograd", "No-Grad ViT-LRP verification heatmap"),
-        "vit_rollout": ("rollout", "Rollout verification heatmap"),
-    }
+    #: method key -> the attention maps it starts from (``core.explainers.vit_lrp.attention_maps``)
+    METHODS: ClassVar[dict[str, str]] = {"vit_lrp": "vit_lrp", "vit_lrp_nograd": "vit_lrp_nograd", "vit_rollout": "rollout"}
 
     def __init__(self, name: str) -> None:
         if name not in self.METHODS:
             raise ValueError(f"name must be one of {', '.join(self.METHODS)}, got {name!r}")
         self.name = name
-        self.attention = self.METHODS[name][0]
+        self.attention = self.METHODS[name]
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
         params = params_from(ViTParams, knobs)
@@ -272,3 +269,31 @@ class ViTExplainer(BaseExplainer):
                         + ("separates the faces" if positive else "brings the faces together") + " most per hidden area (1 = most important)"),
         })  # fmt: skip
         return Explanation(method=self.name, label=self.label, maps=[heat, heat.copy()], signed=False, scores=scores, text=text, extras=extras)
+
+
+_VIT: dict[str, Any] = {"family": "vit", "cost": fixed_cost(8), "knobs": ViTParams, "scale": "sequential",
+        "colours": "bright: the attention inside the mask that best explains the decision (one map for both faces)"}  # fmt: skip
+
+
+def _about(what: str) -> str:
+    return f"Correia et al.: the mask from both faces' {what} maps that best explains the decision (ViT models)."
+
+
+@explainer("vit_lrp", label="ViT-LRP verification heatmap", requires=("vit", "gradients"), order=50, **_VIT,
+           description=_about("Chefer's relevance propagation with attention gradients"))  # fmt: skip
+class ViTLRP(ViTExplainer):
+    def __init__(self) -> None:
+        super().__init__("vit_lrp")
+
+
+@explainer("vit_lrp_nograd", label="No-Grad ViT-LRP verification heatmap", requires=("vit",), order=51, **_VIT,
+           description=_about("Chefer's relevance propagation without gradients"))  # fmt: skip
+class ViTLRPNoGrad(ViTExplainer):
+    def __init__(self) -> None:
+        super().__init__("vit_lrp_nograd")
+
+
+@explainer("vit_rollout", label="Rollout verification heatmap", requires=("vit",), order=52, **_VIT, description=_about("attention rollout"))
+class ViTRollout(ViTExplainer):
+    def __init__(self) -> None:
+        super().__init__("vit_rollout")

@@ -304,6 +304,8 @@ def test_class_metadata_equals_the_registry(name):
     differs = {k: (got, want) for k, got, want in (("name", ex.name, name), ("label", ex.label, spec.label),
                                                    ("requires", ex.requires, spec.requires)) if got != want}  # fmt: skip
     assert not differs, f"{name}: the class says (class, registry) {differs}"
+    # the registry holds what the class's @explainer wrote, not a copy kept elsewhere
+    assert type(ex).spec is spec and spec.source == f"{type(ex).__module__}.{type(ex).__qualname__}"
     assert spec.name == name and spec.family and spec.description
     if spec.gives_maps:
         assert spec.scale in SCALE_SIGNED and spec.colours, (spec.scale, spec.colours)
@@ -312,7 +314,7 @@ def test_class_metadata_equals_the_registry(name):
     if spec.knobs is not None:
         from dataclasses import is_dataclass
 
-        assert is_dataclass(spec.knobs())
+        assert is_dataclass(spec.knobs)
     row = _described()[name]  # what the CLI, the page and the README show
     assert (row["label"], set(row["requires"]), row["gives_maps"], row["scale"]) == (spec.label, spec.requires, spec.gives_maps, spec.scale)
 
