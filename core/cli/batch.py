@@ -23,10 +23,10 @@ from .common import (
     _share_arg,
     _steps_arg,
     int_arg,
+    knob_flags,
     methods_arg,
     model_args,
     progress_bar,
-    sdd_args,
     split_methods,
 )
 
@@ -113,7 +113,7 @@ def _map_methods(runner: Runner, gallery: str | None) -> list[str]:
 
     def runnable(m: str) -> bool:
         spec = explainer_spec(m)
-        return spec.gives_maps and spec.requires <= caps and bool(gallery or spec.family != "sdd")
+        return spec.gives_maps and spec.requires <= caps and bool(gallery or not spec.needs_gallery)
 
     methods = [m for m in explainer_names() if runnable(m)]
     if not gallery:
@@ -180,7 +180,7 @@ def add_batch(sub: Subparsers) -> None:
     bt.add_argument("--seed", type=int, default=0, help="seed of the noise fill")
     bt.add_argument("--threshold", type=float, help="decision threshold on cosine similarity (default: the calibration's)")
     bt.add_argument("--calibration", help="calibration JSON (default: assets/calibration/MODEL.json)")
-    sdd_args(bt)
+    knob_flags(bt)  # --patch-sizes ... --start-layer and --gallery, from the explainers' knob dataclasses
     bt.add_argument("--show", type=int, default=50, help="rows to print (default: %(default)s; all are in --out)")
     bt.add_argument("--json", action="store_true", help="print the summary and every row as JSON")
     bt.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -199,7 +199,7 @@ def add_map_stats(sub: Subparsers) -> None:
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--threshold", type=float)
     st.add_argument("--calibration")
-    sdd_args(st)
+    knob_flags(st)
     st.add_argument("--json", action="store_true")
     st.add_argument("-q", "--quiet", action="store_true")
     st.set_defaults(func=cmd_map_stats)
@@ -229,7 +229,7 @@ def add_faithfulness(sub: Subparsers) -> None:
     fa.add_argument("--seed", type=int, default=0, help="seed of the random baseline, the tie order and the noise fill")
     fa.add_argument("--threshold", type=float, help="decision threshold on cosine similarity (default: the calibration's)")
     fa.add_argument("--calibration", help="calibration JSON (default: assets/calibration/MODEL.json)")
-    sdd_args(fa)
+    knob_flags(fa, skip=("steps", "fill"))  # --steps and --fill are the curves' own here
     fa.add_argument("--csv", dest="csv_out", metavar="OUT", help="write the rows to OUT and the curves to OUT with _curves before the suffix")
     fa.add_argument("--json", action="store_true", help="print rows and curves as JSON")
     fa.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -91,12 +91,17 @@ def _number_arg(k: dict[str, Any], what: str) -> Callable[[str], Any]:
     return parse
 
 
-def knob_flags(sp: argparse.ArgumentParser) -> None:
+def knob_flags(sp: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per typed knob (``--patch-sizes``, ``--region-size``, ...), generated from the
     knob dataclasses: its type, range or choices (checked when the arguments are parsed) and
-    help; default None, so the preset's value holds unless the flag is given."""
-    sp.set_defaults(typed_knob_flags=True)  # _knobs reads them (other commands' --fill means something else)
+    help; default None, so the preset's value holds unless the flag is given. ``skip``: knobs
+    whose flag the command uses for something else (``faithfulness``'s ``--steps``, ``--fill``).
+    Also ``--gallery`` (SDD's competitors, a path rather than a typed knob)."""
+    sp.set_defaults(typed_knob_flags=skip or True)  # _knobs reads them (other commands' --fill means something else)
+    sp.add_argument("--gallery", help="SDD: a gallery folder or identities CSV of competitor faces")
     for name, k in typed_knobs().items():
+        if name in skip:
+            continue
         flag = "--" + name.replace("_", "-")
         default = ",".join(str(v) for v in k["default"]) if isinstance(k["default"], list) else k["default"]
         families = ", ".join(k["methods"]) if len(k["methods"]) <= 3 else f"{k['methods'][0]} ... ({len(k['methods'])} methods)"
@@ -112,16 +117,12 @@ def knob_flags(sp: argparse.ArgumentParser) -> None:
             sp.add_argument(flag, help=text)
 
 
-#: Explainer knobs taken from the command line when given (SDD's gallery, sdd_mode and
-#: competitors included; explainers ignore the knobs they do not know).
-_KNOB_NAMES = ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "patch_geometry", "region_size", "grid_step", "steps",
-               "hide", "agg_start", "gallery", "sdd_mode", "competitors", "heatmap", "masking", "start_layer")  # fmt: skip
-
-
 def _knobs(args: argparse.Namespace) -> dict:
     knobs = {"preset": args.preset, "batch_size": args.batch_size, "seed": args.seed}
-    typed = typed_knobs() if getattr(args, "typed_knob_flags", False) else {}
-    for k in dict.fromkeys([*_KNOB_NAMES, *typed]):
+    flags = getattr(args, "typed_knob_flags", False)
+    skip = flags if isinstance(flags, tuple) else ()
+    typed = [k for k in typed_knobs() if k not in skip] if flags else []
+    for k in ("gallery", *typed):
         v = getattr(args, k, None)
         if v is not None:
             knobs[k] = v
@@ -185,23 +186,3 @@ def model_args(sp: argparse.ArgumentParser) -> None:
     """``--model`` and ``--device``."""
     sp.add_argument("--model", default=DEFAULT_MODEL, choices=model_names(), help="face model (default: %(default)s)")
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: %(default)s)")
-
-
-def sdd_args(sp: argparse.ArgumentParser) -> None:
-    """SDD's gallery flags and the ViT methods' heatmap, masking and start-layer flags."""
-    sp.add_argument("--gallery", help="SDD: a gallery folder or identities CSV of competitor faces")
-    sp.add_argument("--sdd-mode", choices=("verification", "identification"), help="SDD: what the map explains")
-    sp.add_argument("--competitors", type=int_arg(1, "--competitors"), help="SDD: how many gallery competitors to use")
-    sp.add_argument(
-        "--heatmap",
-        choices=("verification", "attention"),
-        help="ViT methods: Correia et al.'s verification heatmap (default) or the raw attention maps",
-    )
-    sp.add_argument(
-        "--masking",
-        choices=("select", "oim", "um", "nium"),
-        help="ViT methods: pick the mask by SM+/SM- (default) or force one (nium: negative decisions only)",
-    )
-    sp.add_argument("--start-layer", type=int_arg(0, "--start-layer"),
-                    help="ViT methods: multiply the blocks' maps from this block up (default 0, all blocks, as the paper; "
-                         "Chefer et al.'s benchmark scripts use 1)")  # fmt: skip

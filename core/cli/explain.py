@@ -199,7 +199,6 @@ def add_explain(sub: Subparsers) -> None:
     x.add_argument("--batch-size", type=int_arg(1, "--batch-size"), help="images per forward pass (a cost knob; results do not change)")
     x.add_argument("--seed", type=int, default=0, help="seed of the noise fills (X-Map noise patches, the aggregation start noise)")
     knob_flags(x)  # --patch-sizes, --stride, ..., --start-layer: from the explainers' knob dataclasses
-    x.add_argument("--gallery", help="SDD: a gallery folder or identities CSV of competitor faces")
     x.add_argument("--threshold", type=float)
     x.add_argument("--calibration")
     x.add_argument("--cost", action="store_true", help="only print how many forward passes the methods cost")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import cv2
@@ -17,7 +17,7 @@ import torch
 
 from ..types import FaceEmbedder, FacePair
 from . import perturb
-from .knobs import check_knobs, knob
+from .knobs import PRESET_NAMES, check_knobs, from_preset, knob
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +26,11 @@ SIGMA_DIVISOR = 8.5
 # a greedy-removal candidate must still be visible at its centre (the authors skip centres
 # whose pixel is already black)
 ALIVE = 0.05
-PRESETS: dict[str, dict[str, Any]] = {
-    "full": {"region_size": 161, "grid_step": 16, "steps": 20},
-    # coarser grid and 3 greedy steps: about 10x fewer forward passes
-    "fast": {"region_size": 181, "grid_step": 36, "steps": 3},
-}
 METHODS = ("single_removal", "greedy_removal", "single_aggregation", "greedy_aggregation", "minplus_average")
 PARTS = METHODS[:4]
 #: The parts each map needs (each part is computed once per face and cached).
 NEEDS = {m: (m,) for m in PARTS} | {"minplus_average": PARTS}
 AGG_STARTS = ("noise", "hide")
-KNOBS = ("region_size", "grid_step", "steps", "hide", "stop_score", "seed", "agg_start")
 
 
 @dataclass(frozen=True)
@@ -50,15 +44,13 @@ class RemovalParams:
     stop_score: float = knob(0.01, "greedy searches stop once the similarity falls below this", low=-1.0, high=1.0)
     seed: int = knob(0, "seed of the aggregation's start noise", low=0)
     agg_start: str = knob("noise", "what aggregation starts from: the authors' near-black noise, or the hiding value", choices=AGG_STARTS)
-    preset: str = knob("full", "the starting values of region_size, grid_step and steps", choices=tuple(PRESETS))
+    preset: str = knob("full", "the starting values of region_size, grid_step and steps", choices=PRESET_NAMES)
 
     @classmethod
     def from_knobs(cls, **knobs: Any) -> RemovalParams:
-        preset, base = perturb.preset_knobs(PRESETS, KNOBS, knobs)
-        hide = base.get("hide", "black")
-        p = cls(region_size=int(base["region_size"]), grid_step=int(base["grid_step"]), steps=int(base["steps"]),
-                hide=tuple(hide) if isinstance(hide, list) else hide, stop_score=float(base.get("stop_score", 0.01)),
-                seed=int(base.get("seed", 0)), agg_start=str(base.get("agg_start", "noise")), preset=preset)  # fmt: skip
+        p = from_preset(PRESETS, knobs)
+        p = replace(p, region_size=int(p.region_size), grid_step=int(p.grid_step), steps=int(p.steps), stop_score=float(p.stop_score),
+                    seed=int(p.seed), hide=tuple(p.hide) if isinstance(p.hide, list) else p.hide)  # fmt: skip
         perturb.check_fill(p.hide)
         check_knobs(p)
         return p
@@ -79,6 +71,13 @@ class RemovalParams:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+PRESETS: dict[str, RemovalParams] = {
+    "full": RemovalParams(),
+    # coarser grid and 3 greedy steps: about 10x fewer forward passes
+    "fast": RemovalParams(region_size=181, grid_step=36, steps=3, preset="fast"),
+}
 
 
 def grid_centres(size: int, step: int, image: np.ndarray | None = None) -> np.ndarray:

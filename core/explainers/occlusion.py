@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import cv2
@@ -57,7 +57,7 @@ import torch
 from ..types import Explanation, FaceEmbedder, FacePair
 from . import perturb
 from .base import BaseExplainer, explainer
-from .knobs import check_knobs, knob
+from .knobs import PRESET_NAMES, check_knobs, from_preset, knob
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,6 @@ STRIDE = 5
 #: How a patch of size p is drawn: "authors" as the authors' filled cv2.rectangle from (x, y)
 #: to (x + p, y + p), both corners included ((p + 1)^2 pixels); "exact" p x p pixels.
 PATCH_GEOMETRIES = ("authors", "exact")
-KNOBS = ("patch_sizes", "stride", "patch_fill", "patch_shape", "edge_blur", "seed", "patch_geometry")
-PRESETS: dict[str, dict[str, Any]] = {
-    "full": {"patch_sizes": PATCH_SIZES, "stride": STRIDE},
-    # one scale, larger stride: 64 occlusions per face instead of 1,249 (interactive use on a CPU)
-    "fast": {"patch_sizes": (21,), "stride": 13},
-}
 METHODS = (1, 2, 3)
 
 
@@ -88,17 +82,13 @@ class XMapParams:
     edge_blur: float = knob(0.0, "Gaussian blur of the patch's edge (sigma in pixels at 112 px)", low=0.0, high=REFERENCE_SIZE)
     seed: int = knob(0, "seed of the noise fill", low=0)
     patch_geometry: str = knob("authors", "authors: (p + 1)^2 pixels, as their cv2.rectangle; exact: p x p", choices=PATCH_GEOMETRIES)
-    preset: str = knob("full", "the starting values of patch_sizes and stride", choices=tuple(PRESETS))
+    preset: str = knob("full", "the starting values of patch_sizes and stride", choices=PRESET_NAMES)
 
     @classmethod
     def from_knobs(cls, **knobs: Any) -> XMapParams:
-        preset, base = perturb.preset_knobs(PRESETS, KNOBS, knobs)
-        if isinstance(base["patch_sizes"], (int, float)):
-            base["patch_sizes"] = (int(base["patch_sizes"]),)
-        p = cls(patch_sizes=tuple(int(x) for x in base["patch_sizes"]), stride=int(base["stride"]),
-                patch_fill=base.get("patch_fill", "black"), patch_shape=str(base.get("patch_shape", "rect")),
-                edge_blur=float(base.get("edge_blur", 0.0)), seed=int(base.get("seed", 0)),
-                patch_geometry=str(base.get("patch_geometry", "authors")), preset=preset)  # fmt: skip
+        p = from_preset(PRESETS, knobs)
+        sizes = (p.patch_sizes,) if isinstance(p.patch_sizes, (int, float)) else p.patch_sizes
+        p = replace(p, patch_sizes=tuple(int(x) for x in sizes), stride=int(p.stride), edge_blur=float(p.edge_blur), seed=int(p.seed))
         check_knobs(p)
         if isinstance(p.patch_fill, list):
             object.__setattr__(p, "patch_fill", tuple(p.patch_fill))
@@ -118,6 +108,13 @@ class XMapParams:
         d = asdict(self)
         d["patch_sizes"] = list(self.patch_sizes)
         return d
+
+
+PRESETS: dict[str, XMapParams] = {
+    "full": XMapParams(),
+    # one scale, larger stride: 64 occlusions per face instead of 1,249 (interactive use on a CPU)
+    "fast": XMapParams(patch_sizes=(21,), stride=13, preset="fast"),
+}
 
 
 def positions(size: int, patch: int, stride: int) -> list[int]:

@@ -291,17 +291,6 @@ def check_fill(fill: FillT) -> FillT:
     return fill
 
 
-def preset_knobs(presets: dict[str, dict[str, Any]], keys: tuple[str, ...], knobs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The chosen preset's values (``knobs["preset"]``, default ``full``) overridden by the
-    knobs among ``keys`` that are given (not None)."""
-    preset = knobs.get("preset") or "full"
-    if preset not in presets:
-        raise InvalidParameterError(f"unknown preset {preset!r}; use one of {', '.join(presets)}")
-    values = dict(presets[preset])
-    values.update({k: knobs[k] for k in keys if knobs.get(k) is not None})
-    return preset, values
-
-
 def affine_preprocess(embedder: FaceEmbedder) -> bool:
     """True when ``preprocess`` is a per-pixel affine map at input size (so masks can be
     applied after it). Set ``affine_preprocess = False`` on an embedder to opt out."""

@@ -59,7 +59,6 @@ from .base import BaseExplainer, explainer
 # the regions, part costs and searches live in .minplus; their names stay importable from here
 from .minplus import AGG_STARTS as AGG_STARTS
 from .minplus import ALIVE as ALIVE
-from .minplus import KNOBS as KNOBS
 from .minplus import METHODS as METHODS
 from .minplus import NEEDS as NEEDS
 from .minplus import PARTS as PARTS

@@ -15,7 +15,7 @@ from core.explainers.occlusion import XMapParams
         (XMapParams, {"stride": 0}, "stride=0 is not allowed: stride must be 1 to 112"),
         (XMapParams, {"patch_shape": "star"}, "patch_shape='star' is not allowed: patch_shape must be one of 'rect', 'round'"),
         (XMapParams, {"edge_blur": -1.0}, "edge_blur=-1.0 is not allowed: edge_blur must be 0 to 112"),
-        (XMapParams, {"preset": "turbo"}, "unknown preset 'turbo'"),
+        (XMapParams, {"preset": "turbo"}, "preset='turbo' is not allowed: preset must be one of 'full', 'fast'"),
         (RemovalParams, {"grid_step": 256}, "grid_step=256 is not allowed: grid_step must be 1 to 255"),
         (RemovalParams, {"region_size": 1}, "region_size=1 is not allowed: region_size must be at least 2"),
         (RemovalParams, {"agg_start": "white"}, "agg_start='white' is not allowed: agg_start must be one of 'noise', 'hide'"),
@@ -59,3 +59,23 @@ def test_sdd_and_vit_knobs_are_typed_and_checked_too():
         params_from(ViTParams, {"masking": "best"})
     with pytest.raises(InvalidParameterError, match="start_layer=-1 is not allowed"):
         params_from(ViTParams, {"start_layer": -1})
+
+
+def test_presets_are_named_instances_of_the_knob_dataclasses():
+    """A preset is a value of the method's own dataclass (so it is checked like any call's
+    knobs), the ``preset`` knob offers exactly the presets there are, and a knob given on top
+    of a preset replaces that one value only."""
+    from dataclasses import fields
+
+    from core.explainers import minplus, occlusion
+    from core.explainers.knobs import check_knobs
+
+    for cls, presets in ((XMapParams, occlusion.PRESETS), (RemovalParams, minplus.PRESETS)):
+        choices = next(f.metadata["knob"]["choices"] for f in fields(cls) if f.name == "preset")
+        assert tuple(presets) == choices
+        for name, p in presets.items():
+            assert type(p) is cls and p.preset == name
+            check_knobs(p)
+    fast = XMapParams.from_knobs(preset="fast", stride=7)
+    assert (fast.patch_sizes, fast.stride, fast.preset) == (occlusion.PRESETS["fast"].patch_sizes, 7, "fast")
+    assert RemovalParams.from_knobs(preset="fast") == minplus.PRESETS["fast"]
