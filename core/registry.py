@@ -49,7 +49,6 @@ class ExplainerSpec:
     knobs: type | None = None  # its knob dataclass (``core.explainers.knobs``)
     needs_gallery: bool = False  # compares against gallery identities (knob ``gallery``)
     order: int = 100  # its place in lists: built-ins 10-79, new methods after them
-    source: str = ""  # the class that registered it (module.Class)
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -66,8 +65,12 @@ def register_model(spec: ModelSpec) -> None:
 
 def register_explainer(spec: ExplainerSpec) -> None:
     """Add (or replace) a method. Explainer classes do this with ``@explainer``
-    (``core.explainers.base``); tests may register specs directly."""
+    (``core.explainers.base``); tests may register specs directly. Kept in ``order``
+    (stable), so lists read in it without sorting on every lookup."""
     _EXPLAINERS[spec.name] = spec
+    ranked = sorted(_EXPLAINERS.values(), key=lambda s: s.order)
+    _EXPLAINERS.clear()
+    _EXPLAINERS.update((s.name, s) for s in ranked)
 
 
 _DISCOVERED = False
@@ -75,7 +78,7 @@ _DISCOVER_LOCK = threading.RLock()  # re-entrant: a module being imported may as
 
 
 def _discover() -> dict[str, ExplainerSpec]:
-    """The registered methods, in ``order``: on first use every module of ``core.explainers``
+    """The registered methods (in ``order``): on first use every module of ``core.explainers``
     is imported, so that their ``@explainer`` classes register themselves."""
     global _DISCOVERED
     if not _DISCOVERED:
@@ -89,9 +92,6 @@ def _discover() -> dict[str, ExplainerSpec]:
                 for mod in pkgutil.iter_modules(explainers.__path__):
                     importlib.import_module(f"{explainers.__name__}.{mod.name}")
                 _DISCOVERED = True
-    if list(_EXPLAINERS) != (ranked := sorted(_EXPLAINERS, key=lambda k: _EXPLAINERS[k].order)):
-        for k in ranked:  # stable: same order, same registration order
-            _EXPLAINERS[k] = _EXPLAINERS.pop(k)
     return _EXPLAINERS
 
 

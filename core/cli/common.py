@@ -97,11 +97,10 @@ def knob_flags(sp: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     help; default None, so the preset's value holds unless the flag is given. ``skip``: knobs
     whose flag the command uses for something else (``faithfulness``'s ``--steps``, ``--fill``).
     Also ``--gallery`` (SDD's competitors, a path rather than a typed knob)."""
-    sp.set_defaults(typed_knob_flags=skip or True)  # _knobs reads them (other commands' --fill means something else)
     sp.add_argument("--gallery", help="SDD: a gallery folder or identities CSV of competitor faces")
-    for name, k in typed_knobs().items():
-        if name in skip:
-            continue
+    typed = {name: k for name, k in typed_knobs().items() if name not in skip}
+    sp.set_defaults(knob_names=("gallery", *typed))  # what _knobs reads (other commands' --fill means something else)
+    for name, k in typed.items():
         flag = "--" + name.replace("_", "-")
         default = ",".join(str(v) for v in k["default"]) if isinstance(k["default"], list) else k["default"]
         families = ", ".join(k["methods"]) if len(k["methods"]) <= 3 else f"{k['methods'][0]} ... ({len(k['methods'])} methods)"
@@ -119,10 +118,7 @@ def knob_flags(sp: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
 
 def _knobs(args: argparse.Namespace) -> dict:
     knobs = {"preset": args.preset, "batch_size": args.batch_size, "seed": args.seed}
-    flags = getattr(args, "typed_knob_flags", False)
-    skip = flags if isinstance(flags, tuple) else ()
-    typed = [k for k in typed_knobs() if k not in skip] if flags else []
-    for k in ("gallery", *typed):
+    for k in getattr(args, "knob_names", ()):
         v = getattr(args, k, None)
         if v is not None:
             knobs[k] = v

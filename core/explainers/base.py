@@ -51,7 +51,7 @@ def explainer(
 
     def register(cls: C) -> C:
         spec = ExplainerSpec(key, label, cls, frozenset(requires), description, cost, family, gives_maps, scale, colours,
-                             knobs, needs_gallery, order, f"{cls.__module__}.{cls.__qualname__}")  # fmt: skip
+                             knobs, needs_gallery, order)  # fmt: skip
         setattr(cls, "name", key)  # noqa: B010 (C is any class)
         setattr(cls, "spec", spec)  # noqa: B010
         register_explainer(spec)

@@ -78,7 +78,8 @@ from .minplus import spread as spread
 class RemovalExplainer(BaseExplainer):
     """One of the five removal/aggregation maps as an ``Explainer``."""
 
-    def __init__(self, method: str) -> None:
+    def __init__(self, method: str | None = None) -> None:
+        method = method if method is not None else getattr(self, "name", None)  # a registered variant: its key
         if method not in METHODS:
             raise ValueError(f"unknown removal method {method!r}; use one of {', '.join(METHODS)}")
         self.name = method
@@ -121,45 +122,37 @@ _REMOVAL: dict[str, Any] = {"family": "removal", "requires": ("blackbox",), "kno
                        "(change of cosine similarity spread over the region)"}  # fmt: skip
 
 
-def _cost(method: str) -> Any:
+def _removal(key: str, label: str, order: int, what: str) -> Any:
+    """``@explainer`` for one of the five maps: its cost is ``forward_passes`` of ``key``."""
+
     def cost(input_size: int, **knobs: Any) -> dict[str, int]:
-        return forward_passes(method, input_size, **knobs)
+        return forward_passes(key, input_size, **knobs)
 
-    return cost
+    return explainer(key, label=label, order=order, cost=cost, description=f"Mery & Morris black-box saliency: {what}.", **_REMOVAL)
 
 
-@explainer("single_removal", label="Single removal (Mery & Morris)", order=20, cost=_cost("single_removal"), **_REMOVAL,
-           description="Mery & Morris black-box saliency: similarity drop when each region alone is hidden.")  # fmt: skip
+@_removal("single_removal", "Single removal (Mery & Morris)", 20, "similarity drop when each region alone is hidden")
 class SingleRemoval(RemovalExplainer):
-    def __init__(self) -> None:
-        super().__init__("single_removal")
+    """Each region hidden alone."""
 
 
-@explainer("greedy_removal", label="Greedy removal (Mery & Morris)", order=21, cost=_cost("greedy_removal"), **_REMOVAL,
-           description="Mery & Morris black-box saliency: regions hidden one at a time, each time "
-                       "the one that lowers the similarity most.")  # fmt: skip
+@_removal("greedy_removal", "Greedy removal (Mery & Morris)", 21, "regions hidden one at a time, each time the one that lowers the similarity most")
 class GreedyRemoval(RemovalExplainer):
-    def __init__(self) -> None:
-        super().__init__("greedy_removal")
+    """Regions hidden greedily."""
 
 
-@explainer("single_aggregation", label="Single aggregation (Mery & Morris)", order=22, cost=_cost("single_aggregation"), **_REMOVAL,
-           description="Mery & Morris black-box saliency: similarity gain when each region alone is shown on a hidden face.")  # fmt: skip
+@_removal("single_aggregation", "Single aggregation (Mery & Morris)", 22, "similarity gain when each region alone is shown on a hidden face")
 class SingleAggregation(RemovalExplainer):
-    def __init__(self) -> None:
-        super().__init__("single_aggregation")
+    """Each region shown alone."""
 
 
-@explainer("greedy_aggregation", label="Greedy aggregation (Mery & Morris)", order=23, cost=_cost("greedy_aggregation"), **_REMOVAL,
-           description="Mery & Morris black-box saliency: regions shown one at a time, each time "
-                       "the one that raises the similarity most.")  # fmt: skip
+@_removal(
+    "greedy_aggregation", "Greedy aggregation (Mery & Morris)", 23, "regions shown one at a time, each time the one that raises the similarity most"
+)
 class GreedyAggregation(RemovalExplainer):
-    def __init__(self) -> None:
-        super().__init__("greedy_aggregation")
+    """Regions shown greedily."""
 
 
-@explainer("minplus_average", label="Average of removal and aggregation (MinPlus)", order=24, cost=_cost("minplus_average"), **_REMOVAL,
-           description="Mery & Morris black-box saliency: the mean of the four removal and aggregation maps (MinPlus).")  # fmt: skip
+@_removal("minplus_average", "Average of removal and aggregation (MinPlus)", 24, "the mean of the four removal and aggregation maps (MinPlus)")
 class MinPlusAverage(RemovalExplainer):
-    def __init__(self) -> None:
-        super().__init__("minplus_average")
+    """The mean of the four maps."""

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import explainer
-from .knobs import knob
+from .knobs import knob, params_from
 from .perturbation import PerturbationExplainer
 
 
@@ -49,7 +49,7 @@ def rise_masks(size: int, n: int, cells: int, keep: float, rng: np.random.Genera
 
 
 def _cost(input_size: int, **knobs: Any) -> int:
-    return 2 * int(knobs.get("masks") or RiseParams.masks) + 2
+    return 2 * params_from(RiseParams, knobs).masks + 2
 
 
 @explainer("rise", label="RISE (random masks, Petsiuk et al.)", family="perturbation", requires=("blackbox",), cost=_cost,

@@ -213,7 +213,8 @@ class ViTExplainer(BaseExplainer):
     #: method key -> the attention maps it starts from (``core.explainers.vit_lrp.attention_maps``)
     METHODS: ClassVar[dict[str, str]] = {"vit_lrp": "vit_lrp", "vit_lrp_nograd": "vit_lrp_nograd", "vit_rollout": "rollout"}
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str | None = None) -> None:
+        name = name if name is not None else getattr(self, "name", None)  # a registered variant: its key
         if name not in self.METHODS:
             raise ValueError(f"name must be one of {', '.join(self.METHODS)}, got {name!r}")
         self.name = name
@@ -282,18 +283,15 @@ def _about(what: str) -> str:
 @explainer("vit_lrp", label="ViT-LRP verification heatmap", requires=("vit", "gradients"), order=50, **_VIT,
            description=_about("Chefer's relevance propagation with attention gradients"))  # fmt: skip
 class ViTLRP(ViTExplainer):
-    def __init__(self) -> None:
-        super().__init__("vit_lrp")
+    """A registered variant (its key picks the attention maps)."""
 
 
 @explainer("vit_lrp_nograd", label="No-Grad ViT-LRP verification heatmap", requires=("vit",), order=51, **_VIT,
            description=_about("Chefer's relevance propagation without gradients"))  # fmt: skip
 class ViTLRPNoGrad(ViTExplainer):
-    def __init__(self) -> None:
-        super().__init__("vit_lrp_nograd")
+    """A registered variant (its key picks the attention maps)."""
 
 
 @explainer("vit_rollout", label="Rollout verification heatmap", requires=("vit",), order=52, **_VIT, description=_about("attention rollout"))
 class ViTRollout(ViTExplainer):
-    def __init__(self) -> None:
-        super().__init__("vit_rollout")
+    """A registered variant (its key picks the attention maps)."""
