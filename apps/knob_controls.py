@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Knobs the page sets itself (the preset menu) or that are not settings of a map.
-PAGE_KNOBS = frozenset({"preset"})
+#: Knobs the page does not offer: the preset (its own menu) and a file path on the server
+#: (``geometry_reference``: a public page must not read the server's files by name).
+PAGE_KNOBS = frozenset({"preset", "geometry_reference"})
 
 
 def knob_specs() -> list[dict[str, Any]]:

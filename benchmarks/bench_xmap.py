@@ -102,7 +102,7 @@ def main() -> None:
     from captum.attr import Occlusion
 
     xa, xb = emb.preprocess([pair.a.image]), emb.preprocess([pair.b.image])
-    fill = perturb.Perturber(emb, pair.a.image, params.patch_fill)._f  # the patch colour after preprocessing
+    fill = perturb.Perturber(emb, pair.a.image, params.fill)._f  # the patch colour after preprocessing
     with torch.no_grad():
         ea, eb = F.normalize(emb.module(torch.cat([xa, xb])), dim=1)
 

@@ -416,3 +416,21 @@ def test_an_upload_folder_confines_the_photos(runner, tmp_path):
     (up / "gallery" / "b").symlink_to(DEEPFACE.parent / "misc")  # a sub-folder out: its photos are not even listed
     pairs, _ = read_batch_pairs(up / "gallery", root=up)
     assert [(p.file_x, p.file_y) for p in pairs] == [("a/img10.jpg", "a/img5.jpg")]
+
+
+@pytest.mark.needs_data
+def test_a_batch_written_with_the_old_hiding_value_names_resumes(runner, tmp_path, monkeypatch):
+    """Batches written before the hiding value had one name (``patch_fill``, ``hide``,
+    ``agg_start="hide"``) resume under today's names, and still refuse other values."""
+    out = tmp_path / "out"
+    pairs = [("img5.jpg", "img10.jpg"), ("img5.jpg", "img12.jpg")]
+    run_batch(runner, pairs, DEEPFACE, methods=(), out=out, hide="grey", agg_start="hide")
+    meta = json.loads((out / "batch.json").read_text())
+    assert meta["knobs"] == {"fill": "grey", "agg_start": "fill"}  # written under today's names
+    meta["knobs"] = {"patch_fill": "grey", "agg_start": "hide"}  # as an older version wrote it
+    (out / "batch.json").write_text(json.dumps(meta))
+    r, calls = _counted(runner, monkeypatch)
+    run_batch(r, pairs, DEEPFACE, methods=(), out=out, resume=True, fill="grey", agg_start="fill")
+    assert calls["explain"] == 0
+    with pytest.raises(DataError, match=r"other settings.*knobs"):
+        run_batch(runner, pairs, DEEPFACE, methods=(), out=out, resume=True, fill="white", agg_start="fill")

@@ -145,7 +145,7 @@ def test_explain_cost_only(capsys):
         (["explain", "a.jpg", "b.jpg", "--methods", "cam,nope,xmap0"], "unknown methods 'nope', 'xmap0'; choose from:"),
         (["explain", "a.jpg", "b.jpg", "--patch-sizes", "0"], "argument --patch-sizes: each value of --patch-sizes must be 1 to 112, got 0"),
         (["explain", "a.jpg", "b.jpg", "--patch-sizes", "7,,x"], "each value of --patch-sizes must be a whole number, got 'x'"),
-        (["explain", "a.jpg", "b.jpg", "--hide", "mauve"], "argument --hide: unknown fill 'mauve'"),
+        (["explain", "a.jpg", "b.jpg", "--fill", "mauve"], "argument --fill: unknown fill 'mauve'"),
         (["explain", "a.jpg", "b.jpg", "--grid-step", "256"], "argument --grid-step: --grid-step must be 1 to 255, got 256"),
         (
             ["explain", "a.jpg", "b.jpg", "--masking", "best"],
@@ -226,6 +226,16 @@ def test_sdd_knobs_reach_the_explainers(command):
     assert knobs["gallery"] == "g.csv" and knobs["sdd_mode"] == "verification" and knobs["competitors"] == 4
     # faithfulness's --steps counts curve points; elsewhere it is the greedy methods' steps
     assert ("steps" in knobs) == (command[0] == "explain")
+
+
+def test_faithfulness_sets_the_maps_steps_and_fill_under_their_own_flags():
+    from core.__main__ import _knobs, build_parser
+
+    args = build_parser().parse_args(["faithfulness", "p.csv", "--steps", "5", "--fill", "white", "--map-steps", "2", "--map-fill", "grey"])
+    assert (args.curve_steps, args.fill) == (5, "white")  # the curves' own
+    knobs = _knobs(args)
+    assert knobs["steps"] == 2 and knobs["fill"] == "grey"  # the maps'
+    assert "fill" not in _knobs(build_parser().parse_args(["faithfulness", "p.csv", "--fill", "white"]))
 
 
 def test_faithfulness_rejects_a_bad_fill(capsys):

@@ -154,7 +154,7 @@ def test_a_bad_knob_is_the_users_error_named_in_the_method_panel_without_a_trace
     import logging
 
     with caplog.at_level(logging.ERROR, logger="core.runner"):
-        res = runner.explain(obama_pair, methods=["xmap1", "single_removal", "geometry"], patch_sizes=(0,), agg_start="nowhere", hide="mauve")
+        res = runner.explain(obama_pair, methods=["xmap1", "single_removal", "geometry"], patch_sizes=(0,), agg_start="nowhere", fill="mauve")
     errors = {e.method: e.error for e in res.explanations}
     assert errors["xmap1"] == "patch_sizes=(0,) is not allowed: each value of patch_sizes must be 1 to 112"
     assert "mauve" in errors["single_removal"] or "nowhere" in errors["single_removal"]

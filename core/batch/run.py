@@ -18,6 +18,7 @@ import numpy as np
 
 from ..data import confined, resolve
 from ..errors import DataError, XFVError
+from ..explainers.knobs import canonical_knobs
 from ..types import AlignedFace, FacePair, PairResult, jsonable
 from .rows import DIFFERENT, SAME, BatchPair, BatchResult, BatchRow
 from .source import _as_pairs, _root, _Scrub
@@ -89,7 +90,7 @@ def run_batch(
     pairs, base, source_name = _as_pairs(source, images, per_label, limit, root_dir)
     runner.embedder  # noqa: B018 (a missing model is reported before any image work)
     threshold = runner.threshold()  # likewise a missing calibration
-    knobs = {"preset": preset, **knobs}
+    knobs = {"preset": preset, **canonical_knobs(knobs)}
     model = runner.embedder.name
     settings = _settings(pairs, base, methods, preset, model, threshold, knobs)
     out_dir = Path(out) if out is not None else None

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data import MAX_TEXT_FIELD_CHARS, escape_cell, read_csv, unescape_cell
 from ..errors import DataError
+from ..explainers.knobs import canonical_knobs
 from ..types import AlignedFace, PairResult, jsonable
 from .rows import COLUMNS, DIFFERENT, SAME, BatchPair, BatchResult, BatchRow
 
@@ -210,6 +211,8 @@ def _resumable(out_dir: Path, settings: dict[str, Any], pairs: Sequence[BatchPai
     except (OSError, ValueError) as e:
         raise DataError(f"{meta_path} is not readable ({e}); run again without resume to start over") from None
     then = dict(meta) if isinstance(meta, dict) else {}
+    if isinstance(then.get("knobs"), dict):  # written before the hiding value had one name
+        then["knobs"] = jsonable(canonical_knobs(then["knobs"]))
     if then.get("images") is not None and settings["images"] is not None:  # the same folder, however it was written
         same = Path(then["images"]).resolve() == Path(settings["images"]).resolve()
         then["images"] = settings["images"] if same else then["images"]

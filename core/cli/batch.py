@@ -229,7 +229,7 @@ def add_faithfulness(sub: Subparsers) -> None:
     fa.add_argument("--seed", type=int, default=0, help="seed of the random baseline, the tie order and the noise fill")
     fa.add_argument("--threshold", type=float, help="decision threshold on cosine similarity (default: the calibration's)")
     fa.add_argument("--calibration", help="calibration JSON (default: assets/calibration/MODEL.json)")
-    knob_flags(fa, skip=("steps", "fill"))  # --steps and --fill are the curves' own here
+    knob_flags(fa, rename={"steps": "map-steps", "fill": "map-fill"})  # --steps and --fill are the curves' own here
     fa.add_argument("--csv", dest="csv_out", metavar="OUT", help="write the rows to OUT and the curves to OUT with _curves before the suffix")
     fa.add_argument("--json", action="store_true", help="print rows and curves as JSON")
     fa.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -91,41 +91,42 @@ def _number_arg(k: dict[str, Any], what: str) -> Callable[[str], Any]:
     return parse
 
 
-def knob_flags(sp: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+def knob_flags(sp: argparse.ArgumentParser, skip: tuple[str, ...] = (), rename: dict[str, str] | None = None) -> None:
     """One flag per typed knob (``--patch-sizes``, ``--region-size``, ...), generated from the
     knob dataclasses: its type, range or choices (checked when the arguments are parsed) and
     help; default None, so the preset's value holds unless the flag is given. ``skip``: knobs
-    whose flag the command uses for something else (``faithfulness``'s ``--steps``, ``--fill``).
-    Also ``--gallery`` (SDD's competitors, a path rather than a typed knob)."""
+    the command has no flag for; ``rename``: knobs whose usual flag the command uses for
+    something else, with the flag they get instead (``faithfulness``: ``{"fill": "map-fill"}``,
+    its ``--fill`` is the curves' hiding value). Also ``--gallery`` (SDD's competitors, a path
+    rather than a typed knob)."""
+    rename = rename or {}
     sp.add_argument("--gallery", help="SDD: a gallery folder or identities CSV of competitor faces")
     typed = {name: k for name, k in typed_knobs().items() if name not in skip}
-    sp.set_defaults(knob_names=("gallery", *typed))  # what _knobs reads (other commands' --fill means something else)
-    for name, k in typed.items():
-        flag = "--" + name.replace("_", "-")
+    dests = {rename.get(name, name).replace("-", "_"): name for name in typed}
+    sp.set_defaults(knob_names={"gallery": "gallery", **dests})  # {attribute: knob}, what _knobs reads
+    for dest, name in dests.items():
+        k = typed[name]
+        flag = "--" + dest.replace("_", "-")
         default = ",".join(str(v) for v in k["default"]) if isinstance(k["default"], list) else k["default"]
         families = ", ".join(k["methods"]) if len(k["methods"]) <= 3 else f"{k['methods'][0]} ... ({len(k['methods'])} methods)"
         text = f"{k['help']} (default: {default}; {families})".replace("%", "%%")
         if k["choices"] is not None:
-            sp.add_argument(flag, choices=[str(c) for c in k["choices"]], help=text)
+            sp.add_argument(flag, dest=dest, choices=[str(c) for c in k["choices"]], help=text)
         elif k["low"] is not None or k["high"] is not None:
             what = "each value of " + flag if k["type"].startswith("tuple") else flag
-            sp.add_argument(flag, type=_number_arg(k, what), metavar=name.upper(), help=text)
+            sp.add_argument(flag, dest=dest, type=_number_arg(k, what), metavar=name.upper(), help=text)
         elif "float" in k["type"]:  # a hiding value: a name, a grey level or an RGB triple
-            sp.add_argument(flag, type=_fill_arg, metavar="FILL", help=text)
+            sp.add_argument(flag, dest=dest, type=_fill_arg, metavar="FILL", help=text)
         else:
-            sp.add_argument(flag, help=text)
+            sp.add_argument(flag, dest=dest, help=text)
 
 
 def _knobs(args: argparse.Namespace) -> dict:
     knobs = {"preset": args.preset, "batch_size": args.batch_size, "seed": args.seed}
-    for k in getattr(args, "knob_names", ()):
-        v = getattr(args, k, None)
+    for dest, name in getattr(args, "knob_names", {}).items():
+        v = getattr(args, dest, None)
         if v is not None:
-            knobs[k] = v
-    for k in ("patch_fill", "hide"):
-        if isinstance(knobs.get(k), str):
-            with contextlib.suppress(ValueError):
-                knobs[k] = float(knobs[k])
+            knobs[name] = v
     return {k: v for k, v in knobs.items() if v is not None}
 
 

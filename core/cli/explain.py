@@ -141,6 +141,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _knob_words(k: dict[str, Any]) -> str:
     default = k["default"] if not isinstance(k["default"], list) else ",".join(str(v) for v in k["default"])
+    default = "(none)" if default == "" else default
     if k["choices"] is not None:
         allowed = "/".join(str(c) for c in k["choices"])
     elif k["low"] is not None and k["high"] is not None:

@@ -20,6 +20,7 @@ It has no maps.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,9 +29,17 @@ import torch
 from ..models.cbm import concept_model
 from ..types import Explanation, FaceEmbedder, FacePair
 from .base import BaseExplainer, explainer, fixed_cost
+from .knobs import knob, params_from
 from .perturb import crop_at_input_size
 
 TOP = 5
+
+
+@dataclass(frozen=True)
+class ConceptParams:
+    """The words' knob (``core.explainers.knobs``)."""
+
+    top: int = knob(TOP, "descriptors named in the words: those with the largest shares of the similarity", low=1, high=50)
 
 
 def concept_shares(pa: np.ndarray, pb: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -70,7 +79,7 @@ def bar_chart(labels: list[str], values: list[float], title: str, axis: str) -> 
 
 
 @explainer("concepts", label="Concepts in words (CLIP bottleneck)", family="concepts", requires=("clip_text",), cost=fixed_cost(2),
-           gives_maps=False, order=60,
+           gives_maps=False, knobs=ConceptParams, order=60,
            description="Yalavarthi and Ratha: the facial descriptors both faces share (match) or that differ most (non-match), "
                        "with their share of the similarity (concept-bottleneck models).")  # fmt: skip
 class ConceptExplainer(BaseExplainer):
@@ -81,7 +90,7 @@ class ConceptExplainer(BaseExplainer):
         thr = knobs.get("decision_threshold")
         if thr is None:
             raise ValueError("concepts needs decision_threshold (the Runner passes the model's threshold)")
-        top = int(knobs.get("top", TOP))
+        top = int(params_from(ConceptParams, knobs).top)
         size = int(embedder.input_size)
         x = embedder.preprocess([crop_at_input_size(f.image, size) for f in pair])
         with torch.no_grad():

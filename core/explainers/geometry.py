@@ -6,15 +6,27 @@ describes the two photos and is not an explanation of the model's decision (the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..faces.geometry import Measure, describe, load_reference, ratios_5, ratios_68
 from ..faces.regions import landmarks68
 from ..types import AlignedFace, Explanation, FaceEmbedder, FacePair
 from .base import BaseExplainer, explainer
+from .knobs import knob, params_from
 
 #: two values closer than this share of the reference's interquartile range are "about the same"
 BORDER = 0.25
+
+
+@dataclass(frozen=True)
+class GeometryParams:
+    """The words' knobs (``core.explainers.knobs``). ``landmarks`` also picks the points of
+    the maps' region tables (``core.faces.regions``)."""
+
+    landmarks: str = knob("auto", "the landmarks measured: auto (dlib's 68 points when installed, else the 5 of the alignment), 68 or 5",
+                          choices=("auto", "68", "5"))  # fmt: skip
+    geometry_reference: str = knob("", "a reference population JSON (python -m core geometry-reference); empty: the one shipped")
 
 
 def face_ratios(face: AlignedFace, landmarks: str = "auto") -> tuple[dict[str, float], str]:
@@ -51,6 +63,7 @@ def compare(ma: list[Measure], mb: list[Measure]) -> tuple[list[str], list[dict[
     label="Facial proportions (measured)",
     family="geometry",
     gives_maps=False,
+    knobs=GeometryParams,
     order=70,
     description="Landmark ratios of both faces against proportion canons, in FISWG words (any model; no weights).",
 )
@@ -58,11 +71,11 @@ class GeometryExplainer(BaseExplainer):
     """Landmark proportions of both faces, compared, in descriptor words."""
 
     def explain(self, pair: FacePair, embedder: FaceEmbedder | None, **knobs: Any) -> Explanation:
-        lm = knobs.get("landmarks", "auto")
-        (ra, src_a), (rb, src_b) = (face_ratios(f, lm) for f in pair)
+        p = params_from(GeometryParams, knobs)
+        (ra, src_a), (rb, src_b) = (face_ratios(f, p.landmarks) for f in pair)
         if src_a != src_b:  # compare like with like
             ra, rb, src_a = ratios_5(pair.a.landmarks), ratios_5(pair.b.landmarks), "5"
-        reference = load_reference(knobs["geometry_reference"]) if knobs.get("geometry_reference") else load_reference()
+        reference = load_reference(p.geometry_reference) if p.geometry_reference else load_reference()
         ma, mb = describe(ra, src_a, reference), describe(rb, src_a, reference)
         text, rows = compare(ma, mb)
         text.append(f"Measured from {src_a} landmarks on the aligned crops against {reference.get('source', 'a reference population')}; "

@@ -22,6 +22,13 @@ T = TypeVar("T")
 #: The presets every method with presets offers: the papers' settings, and a cheaper start for a CPU.
 PRESET_NAMES = ("full", "fast")
 
+#: What every method that hides pixels calls its hiding value (X-Maps, removal, RISE, the ViT heatmaps).
+FILL_HELP = "the hiding value: black, grey, white, noise, mean, a grey level or an RGB triple"
+
+#: Knob names of earlier versions, read as today's: the hiding value had three names (X-Maps'
+#: ``patch_fill``, removal's ``hide``, ``fill``); removal's ``agg_start="hide"`` is ``"fill"``.
+RENAMED = {"patch_fill": "fill", "hide": "fill"}
+
 
 def knob(
     default: Any,
@@ -35,6 +42,23 @@ def knob(
     element of a tuple), or one of ``choices``. Mutable defaults are not allowed (use tuples)."""
     meta = {"help": help, "low": low, "high": high, "choices": tuple(choices) if choices is not None else None}
     return dataclasses.field(default=default, metadata={"knob": meta})
+
+
+def fill_knob(default: Any = "black") -> Any:
+    """The hiding-value knob, one name and one help for every method that hides pixels."""
+    return knob(default, FILL_HELP)
+
+
+def canonical_knobs(knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """``knobs`` with the names of earlier versions (``RENAMED``) read as today's, for calls
+    and stored batch settings written before the rename; today's name wins when both are given."""
+    out = {k: v for k, v in knobs.items() if k not in RENAMED}
+    for old, new in RENAMED.items():
+        if knobs.get(old) is not None and out.get(new) is None:
+            out[new] = knobs[old]
+    if out.get("agg_start") == "hide":
+        out["agg_start"] = "fill"
+    return out
 
 
 def _allowed(meta: dict[str, Any]) -> str:
@@ -94,6 +118,7 @@ def params_from(cls: type[T], knobs: dict[str, Any]) -> T:
     """An instance of the knob dataclass ``cls`` from the call's ``knobs`` (those it does not
     name are ignored, None means the default), checked with ``check_knobs``."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    knobs = canonical_knobs(knobs)
     params = cls(**{k: v for k, v in knobs.items() if k in names and v is not None})
     check_knobs(params)
     return params
@@ -107,5 +132,6 @@ def from_preset(presets: Mapping[str, T], knobs: dict[str, Any]) -> T:
     if preset not in presets:
         raise InvalidParameterError(f"preset={preset!r} is not allowed: preset must be one of {', '.join(map(repr, presets))}")
     base = presets[preset]
+    knobs = canonical_knobs(knobs)
     names = {f.name for f in dataclasses.fields(base)} - {"preset"}  # type: ignore[arg-type]
     return dataclasses.replace(base, **{k: knobs[k] for k in names if knobs.get(k) is not None})  # type: ignore[type-var]

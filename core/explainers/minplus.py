@@ -17,7 +17,7 @@ import torch
 
 from ..types import FaceEmbedder, FacePair
 from . import perturb
-from .knobs import PRESET_NAMES, check_knobs, from_preset, knob
+from .knobs import PRESET_NAMES, check_knobs, fill_knob, from_preset, knob
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ METHODS = ("single_removal", "greedy_removal", "single_aggregation", "greedy_agg
 PARTS = METHODS[:4]
 #: The parts each map needs (each part is computed once per face and cached).
 NEEDS = {m: (m,) for m in PARTS} | {"minplus_average": PARTS}
-AGG_STARTS = ("noise", "hide")
+AGG_STARTS = ("noise", "fill")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class RemovalParams:
     region_size: int = knob(161, "width n_h of each Gaussian region at 256 px (sigma = n_h / 8.5)", low=2)
     grid_step: int = knob(16, "spacing d of the region centres at 256 px (below 256: at least one centre)", low=1, high=REFERENCE_SIZE - 1)
     steps: int = knob(20, "greedy removal/aggregation steps", low=1)
-    hide: str | float | tuple = knob("black", "the hiding value: black, grey, white, noise, mean, a grey level or an RGB triple")
+    fill: str | float | tuple = fill_knob()
     stop_score: float = knob(0.01, "greedy searches stop once the similarity falls below this", low=-1.0, high=1.0)
     seed: int = knob(0, "seed of the aggregation's start noise", low=0)
     agg_start: str = knob("noise", "what aggregation starts from: the authors' near-black noise, or the hiding value", choices=AGG_STARTS)
@@ -50,8 +50,8 @@ class RemovalParams:
     def from_knobs(cls, **knobs: Any) -> RemovalParams:
         p = from_preset(PRESETS, knobs)
         p = replace(p, region_size=int(p.region_size), grid_step=int(p.grid_step), steps=int(p.steps), stop_score=float(p.stop_score),
-                    seed=int(p.seed), hide=tuple(p.hide) if isinstance(p.hide, list) else p.hide)  # fmt: skip
-        perturb.check_fill(p.hide)
+                    seed=int(p.seed), fill=tuple(p.fill) if isinstance(p.fill, list) else p.fill)  # fmt: skip
+        perturb.check_fill(p.fill)
         check_knobs(p)
         return p
 
@@ -67,7 +67,7 @@ class RemovalParams:
 
     def start_fill(self) -> str | float | tuple:
         """What aggregation starts from (the fully hidden image)."""
-        return "near_black_noise" if self.agg_start == "noise" else self.hide
+        return "near_black_noise" if self.agg_start == "noise" else self.fill
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,13 +164,13 @@ class _Probe:
         self.centres = grid_centres(size, step, image)
         self.g = blobs(size, self.centres, self.sigma)
         self.params, self.target, self.score, self.key, self.ledger = params, target.float().cpu(), score, key, ledger
-        self.remove = perturb.Perturber(embedder, image, params.hide, params.seed, batch_size, ledger)
+        self.remove = perturb.Perturber(embedder, image, params.fill, params.seed, batch_size, ledger)
         self.show = perturb.Perturber(embedder, image, params.start_fill(), params.seed, batch_size, ledger)
 
     def cached(self, part: str, compute: Callable[[], Any]) -> Any:
         p = self.params
         knobs: tuple[Any, ...] = (
-            (p.region_size, p.grid_step, p.hide) if part.endswith("removal") else (p.region_size, p.grid_step, p.start_fill(), p.seed)
+            (p.region_size, p.grid_step, p.fill) if part.endswith("removal") else (p.region_size, p.grid_step, p.start_fill(), p.seed)
         )
         if part.startswith("greedy"):
             knobs += (p.steps, p.stop_score)
@@ -322,7 +322,7 @@ def forward_passes(method: str, input_size: int, **knobs: Any) -> dict[str, int]
     sigma, step = p.scaled(input_size)
     k = len(grid_centres(input_size, step))
     single = {"single_removal": k, "single_aggregation": k + 1}
-    common = (sigma, step, p.hide)
+    common = (sigma, step, p.fill)
     out = {perturb.digest("minplus-ref"): 2}
     for part in {q for m in NEEDS[method] for q in (m, m.replace("greedy", "single"))}:
         knobs_key = common + ((p.start_fill(), p.seed) if part.endswith("aggregation") else ())

@@ -37,7 +37,7 @@ Where this differs from the paper and the authors' code (also in the README):
   (``extras["cached_from"]``), its ``forward_passes`` score counts only what it ran;
 - when the scaled stride is even, the blur kernel is s + 1 (OpenCV needs odd kernels).
 
-The sensitivity-study knobs: ``patch_fill`` (black, grey, white, noise, mean or a value),
+The sensitivity-study knobs: ``fill`` (black, grey, white, noise, mean or a value),
 ``patch_shape`` (``rect`` or ``round``) and ``edge_blur`` (Gaussian sigma of the patch edge
 in pixels at 112, 0 = hard edge).
 """
@@ -57,7 +57,7 @@ import torch
 from ..types import Explanation, FaceEmbedder, FacePair
 from . import perturb
 from .base import BaseExplainer, explainer
-from .knobs import PRESET_NAMES, check_knobs, from_preset, knob
+from .knobs import PRESET_NAMES, check_knobs, fill_knob, from_preset, knob
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class XMapParams:
     patch_sizes: tuple[int, ...] = knob(PATCH_SIZES, "patch sizes in pixels of a 112 px crop (one map per size, then combined)",
                                         low=1, high=REFERENCE_SIZE)  # fmt: skip
     stride: int = knob(STRIDE, "patch stride in pixels of a 112 px crop", low=1, high=REFERENCE_SIZE)
-    patch_fill: str | float | tuple = knob("black", "the hiding value: black, grey, white, noise, mean, a grey level or an RGB triple")
+    fill: str | float | tuple = fill_knob()
     patch_shape: str = knob("rect", "the patch's shape", choices=("rect", "round"))
     edge_blur: float = knob(0.0, "Gaussian blur of the patch's edge (sigma in pixels at 112 px)", low=0.0, high=REFERENCE_SIZE)
     seed: int = knob(0, "seed of the noise fill", low=0)
@@ -90,9 +90,9 @@ class XMapParams:
         sizes = (p.patch_sizes,) if isinstance(p.patch_sizes, (int, float)) else p.patch_sizes
         p = replace(p, patch_sizes=tuple(int(x) for x in sizes), stride=int(p.stride), edge_blur=float(p.edge_blur), seed=int(p.seed))
         check_knobs(p)
-        if isinstance(p.patch_fill, list):
-            object.__setattr__(p, "patch_fill", tuple(p.patch_fill))
-        perturb.check_fill(p.patch_fill)
+        if isinstance(p.fill, list):
+            object.__setattr__(p, "fill", tuple(p.fill))
+        perturb.check_fill(p.fill)
         return p
 
     def scaled(self, size: int) -> tuple[list[int], int, float]:
@@ -177,7 +177,7 @@ class OcclusionSet:
 def _occluded_embeddings(embedder: FaceEmbedder, image: np.ndarray, masks: torch.Tensor, params: XMapParams, key: str,
                          batch_size: int | None, progress: Callable[[int, int], Any] | None, ledger: perturb.Ledger) -> torch.Tensor:  # fmt: skip
     def compute() -> torch.Tensor:
-        return perturb.Perturber(embedder, image, params.patch_fill, params.seed, batch_size, ledger).embed(masks, progress=progress)
+        return perturb.Perturber(embedder, image, params.fill, params.seed, batch_size, ledger).embed(masks, progress=progress)
 
     return perturb.remember(key, compute, ledger)
 
@@ -200,7 +200,7 @@ def occlusion_sets(pair: FacePair, embedder: FaceEmbedder, params: XMapParams, b
         masks = occlusion_masks(size, w, stride, params.patch_shape, blur)
         embs = []
         for im, ik in zip(imgs, img_keys, strict=True):
-            key = perturb.digest("xmap-occluded", mk, ik, w, stride, params.patch_shape, blur, params.patch_fill, params.seed)
+            key = perturb.digest("xmap-occluded", mk, ik, w, stride, params.patch_shape, blur, params.fill, params.seed)
 
             def tick(i: int, n: int, base: int = done) -> None:
                 if progress is not None:
@@ -293,7 +293,7 @@ def forward_passes(input_size: int, **knobs: Any) -> tuple[str, int]:
     patches, stride, blur = p.scaled(input_size)
     widths = [p.hidden_width(q, input_size) for q in patches]
     n = 2 * sum(n_occlusions(input_size, w, stride) for w in widths) + 2
-    return perturb.digest("xmap", widths, stride, p.patch_shape, blur, p.patch_fill, p.seed), n
+    return perturb.digest("xmap", widths, stride, p.patch_shape, blur, p.fill, p.seed), n
 
 
 class XMapExplainer(BaseExplainer):

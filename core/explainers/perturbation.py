@@ -12,6 +12,7 @@ The X-Maps and Mery's removal keep their own code (they share embeddings across 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,14 +21,16 @@ import torch
 from ..types import Explanation, FaceEmbedder, FacePair
 from . import perturb
 from .base import BaseExplainer
-from .knobs import params_from
+from .knobs import check_knobs, from_preset, params_from
 
 
 class PerturbationExplainer(BaseExplainer):
     """Template: subclasses set ``params`` (their knob dataclass, with ``fill`` and ``seed``
-    fields), ``meaning`` and ``signed``, and define ``masks`` and ``saliency``."""
+    fields), ``meaning`` and ``signed``, and define ``masks`` and ``saliency``; ``presets``
+    (named instances of ``params``, ``full`` and ``fast``) when the method has presets."""
 
     params: ClassVar[type]
+    presets: ClassVar[Mapping[str, Any] | None] = None
     signed: ClassVar[bool] = False
     meaning: ClassVar[str] = ""
 
@@ -37,8 +40,18 @@ class PerturbationExplainer(BaseExplainer):
     def saliency(self, masks: torch.Tensor, scores: torch.Tensor, params: Any) -> np.ndarray:
         raise NotImplementedError
 
+    @classmethod
+    def params_of(cls, knobs: dict[str, Any]) -> Any:
+        """The call's knobs as an instance of ``params``: the chosen preset (when the method
+        has presets) with the knobs given put in its place, checked."""
+        if cls.presets is None:
+            return params_from(cls.params, knobs)
+        params = from_preset(cls.presets, knobs)
+        check_knobs(params)
+        return params
+
     def explain(self, pair: FacePair, embedder: FaceEmbedder, **knobs: Any) -> Explanation:
-        params: Any = params_from(self.params, knobs)
+        params: Any = self.params_of(knobs)
         perturb.check_fill(params.fill)
         ledger = perturb.Ledger(self.name, self.label)
         size, bs, progress = int(embedder.input_size), knobs.get("batch_size"), knobs.get("progress")

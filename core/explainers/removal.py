@@ -26,7 +26,7 @@ and OpenCV's default border, ``BORDER_REFLECT_101``, so credits near an edge are
 into it. As in their code, a grid centre on a pure-black pixel of the probe (the padding of
 an aligned crop) is no region. Aggregation starts, as theirs, from near-black noise
 (``np.random.rand(h, w, 3) * 2`` cast to uint8: every pixel and channel 0 or 1), seeded by
-``seed`` (``agg_start="hide"`` starts from the hiding value instead). Maps are computed for
+``seed`` (``agg_start="fill"`` starts from the hiding value instead). Maps are computed for
 the probe against the gallery face and for the gallery against the probe. Each map computes
 only what it needs (single removal: one forward pass per region and face), and the parts
 are cached, so the other maps reuse them (and say so: ``extras["cached_from"]`` names the

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import explainer
-from .knobs import knob, params_from
+from .knobs import PRESET_NAMES, fill_knob, knob
 from .perturbation import PerturbationExplainer
 
 
@@ -34,8 +34,14 @@ class RiseParams:
     masks: int = knob(2000, "random masks per face (the paper: 4000 to 8000)", low=1, high=100_000)
     cells: int = knob(7, "grid cells per side of each random mask (s)", low=2, high=64)
     keep: float = knob(0.5, "probability p that a grid cell is kept (shown)", low=0.01, high=1.0)
-    fill: str | float | tuple = knob("black", "the hiding value: black, grey, white, noise, mean, a grey level or an RGB triple")
+    fill: str | float | tuple = fill_knob()
     seed: int = knob(0, "seed of the random masks and the noise fill", low=0)
+    preset: str = knob("full", "the starting value of masks", choices=PRESET_NAMES)
+
+
+#: ``full``: 2000 masks (half the paper's smallest N, for a CPU); ``fast``: 500 masks, a
+#: cheaper start whose map is noisier (its spread falls as 1 / sqrt(N), section 3.2).
+PRESETS: dict[str, RiseParams] = {"full": RiseParams(), "fast": RiseParams(masks=500, preset="fast")}
 
 
 def rise_masks(size: int, n: int, cells: int, keep: float, rng: np.random.Generator) -> torch.Tensor:
@@ -49,7 +55,7 @@ def rise_masks(size: int, n: int, cells: int, keep: float, rng: np.random.Genera
 
 
 def _cost(input_size: int, **knobs: Any) -> int:
-    return 2 * params_from(RiseParams, knobs).masks + 2
+    return 2 * Rise.params_of(knobs).masks + 2
 
 
 @explainer("rise", label="RISE (random masks, Petsiuk et al.)", family="perturbation", requires=("blackbox",), cost=_cost,
@@ -58,6 +64,7 @@ def _cost(input_size: int, **knobs: Any) -> int:
            colours="bright: where the face stays like the other face when it is shown (the mean similarity of the masks that show it)")  # fmt: skip
 class Rise(PerturbationExplainer):
     params = RiseParams
+    presets = PRESETS
     meaning = "each pixel: the similarity to the other face, averaged over the random masks that show it (eq. 6)"
 
     def masks(self, size: int, params: Any, rng: np.random.Generator) -> torch.Tensor:

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from ..errors import InvalidParameterError, MethodRequirementError
 from ..types import Explanation, FaceEmbedder, FacePair, torch_module
 from .base import BaseExplainer, explainer, fixed_cost
-from .knobs import knob, params_from
+from .knobs import fill_knob, knob, params_from
 from .perturb import check_fill, crop_at_input_size, embed_faces, fill_image
 from .vit_lrp import attention_maps, cosine_target, find_vit, to_image
 
@@ -68,7 +68,7 @@ class ViTParams:
                         choices=("verification", "attention"))  # fmt: skip
     masking: str = knob("select", "pick the mask by SM+/SM- (select) or force one (nium: negative decisions only)",
                         choices=("select", *NEGATIVE_MASKS))  # fmt: skip
-    fill: str | float | tuple = knob("black", "the hiding value of the masked face: black, grey, white, noise, mean or a grey level")
+    fill: str | float | tuple = fill_knob()
     start_layer: int = knob(0, "multiply the blocks' maps from this block up (0: all, as the paper; Chefer et al.'s scripts use 1)", low=0)
 
 

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..errors import ModelUnavailableError
+from ..errors import InvalidParameterError, ModelUnavailableError
 from ..types import AlignedFace
 
 log = logging.getLogger(__name__)
@@ -388,7 +388,7 @@ def region_masks(face: AlignedFace, landmarks: str = "auto") -> RegionMasks:
     hint when dlib is missing) or ``"5"``.
     """
     if landmarks not in ("auto", "68", "5"):
-        raise ValueError(f"landmarks must be 'auto', '68' or '5', got {landmarks!r}")
+        raise InvalidParameterError(f"landmarks={landmarks!r} is not allowed: landmarks must be one of 'auto', '68', '5'")
     size = face.size
     pts: np.ndarray | None
     if landmarks == "68":

@@ -11,7 +11,7 @@ from ..conftest import MISC
 
 def test_every_typed_knob_gets_one_control_with_its_range_and_help():
     specs = {s["name"]: s for s in knob_specs()}
-    assert {"patch_sizes", "stride", "region_size", "grid_step", "steps", "hide", "agg_start", "competitors", "start_layer"} <= set(specs)
+    assert {"patch_sizes", "stride", "region_size", "grid_step", "steps", "fill", "agg_start", "competitors", "start_layer"} <= set(specs)
     assert "preset" not in specs  # the page's own menu
     sizes = specs["patch_sizes"]
     assert sizes["methods"][:3] == [f"X-Map {n} (occlusion, Knoche et al.)" for n in ("I", "II", "III")]
@@ -27,7 +27,7 @@ def test_control_values_become_the_explainers_knobs():
     specs = {s["name"]: s for s in knob_specs()}
     assert parse_knob(specs["patch_sizes"], "7, 14") == (7, 14) and parse_knob(specs["patch_sizes"], "") is None
     assert parse_knob(specs["stride"], 9.0) == 9 and parse_knob(specs["edge_blur"], 1.5) == 1.5
-    assert parse_knob(specs["hide"], "128") == 128.0 and parse_knob(specs["hide"], "grey") == "grey"
+    assert parse_knob(specs["fill"], "128") == 128.0 and parse_knob(specs["fill"], "grey") == "grey"
     assert parse_knob(specs["patch_sizes"], "a,b") == ("a", "b")  # passed on: the explainer names the knob in its message
     assert knobs_from({"stride": None, "agg_start": "", "steps": 4, "unknown": 3}) == {"steps": 4}
 

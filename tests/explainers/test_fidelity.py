@@ -28,7 +28,7 @@ def test_the_aggregation_starts_from_the_authors_near_black_noise():
     assert set(np.unique(start)) == {0.0, 1.0} and abs(float(start.mean()) - 0.5) < 0.02
     np.testing.assert_array_equal(start, perturb.fill_image(face, "near_black_noise", seed=3))
     assert not np.array_equal(start, perturb.fill_image(face, "near_black_noise", seed=4))
-    assert RemovalParams.from_knobs(agg_start="hide").start_fill() == "black"
+    assert RemovalParams.from_knobs(agg_start="fill").start_fill() == "black"
     with pytest.raises(ValueError, match="agg_start"):
         RemovalParams.from_knobs(agg_start="grey")
 
@@ -37,7 +37,7 @@ def test_the_start_and_its_seed_are_in_the_result(toy, toy_pair):
     knobs = {"region_size": 64, "grid_step": 32, "steps": 2}
     noise = removal.RemovalExplainer("single_aggregation").explain(toy_pair, toy, **knobs, seed=5)
     assert noise.extras["start"] == {"image": "near_black_noise", "seed": 5} and noise.extras["params"]["seed"] == 5
-    black = removal.RemovalExplainer("single_aggregation").explain(toy_pair, toy, **knobs, agg_start="hide")
+    black = removal.RemovalExplainer("single_aggregation").explain(toy_pair, toy, **knobs, agg_start="fill")
     assert black.extras["start"]["image"] == "black"
     assert noise.scores["hidden_similarity_a"] != pytest.approx(black.scores["hidden_similarity_a"], abs=1e-9)
     assert "start" not in removal.RemovalExplainer("single_removal").explain(toy_pair, toy, **knobs).extras

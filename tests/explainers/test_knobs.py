@@ -18,8 +18,9 @@ from core.explainers.occlusion import XMapParams
         (XMapParams, {"preset": "turbo"}, "preset='turbo' is not allowed: preset must be one of 'full', 'fast'"),
         (RemovalParams, {"grid_step": 256}, "grid_step=256 is not allowed: grid_step must be 1 to 255"),
         (RemovalParams, {"region_size": 1}, "region_size=1 is not allowed: region_size must be at least 2"),
-        (RemovalParams, {"agg_start": "white"}, "agg_start='white' is not allowed: agg_start must be one of 'noise', 'hide'"),
-        (RemovalParams, {"hide": "mauve"}, "unknown fill 'mauve'"),
+        (RemovalParams, {"agg_start": "white"}, "agg_start='white' is not allowed: agg_start must be one of 'noise', 'fill'"),
+        (RemovalParams, {"fill": "mauve"}, "unknown fill 'mauve'"),
+        (XMapParams, {"fill": "mauve"}, "unknown fill 'mauve'"),
     ],
 )
 def test_a_knob_out_of_range_names_itself_its_value_and_what_is_allowed(cls, knobs, said):
@@ -31,8 +32,31 @@ def test_a_knob_out_of_range_names_itself_its_value_and_what_is_allowed(cls, kno
 def test_valid_knobs_and_presets_pass_and_keep_their_values():
     p = XMapParams.from_knobs(preset="fast", stride=3, patch_shape="round")
     assert p.patch_sizes == (21,) and p.stride == 3 and p.patch_shape == "round" and p.preset == "fast"
-    r = RemovalParams.from_knobs(preset="fast", hide=128.0, agg_start="hide")
-    assert (r.region_size, r.grid_step, r.steps, r.hide, r.agg_start) == (181, 36, 3, 128.0, "hide")
+    r = RemovalParams.from_knobs(preset="fast", fill=128.0, agg_start="fill")
+    assert (r.region_size, r.grid_step, r.steps, r.fill, r.agg_start) == (181, 36, 3, 128.0, "fill")
+
+
+def test_every_method_that_hides_pixels_calls_its_hiding_value_fill_with_one_help():
+    from core.registry import knob_table
+
+    fill = knob_table()["fill"]
+    assert {"xmap1", "single_removal", "rise", "vit_lrp"} <= set(fill["methods"])
+    assert not set(knob_table()) & {"patch_fill", "hide"}  # one idea, one name
+    from core.registry import describe_explainers
+
+    helps = {k["help"] for row in describe_explainers() for k in row["knobs"] if k["name"] == "fill"}
+    assert helps == {fill["help"]}
+
+
+def test_the_hiding_value_s_old_names_are_still_read():
+    from core.explainers.knobs import canonical_knobs
+
+    assert canonical_knobs({"patch_fill": "grey", "stride": 3}) == {"fill": "grey", "stride": 3}
+    assert canonical_knobs({"hide": 128.0, "agg_start": "hide"}) == {"fill": 128.0, "agg_start": "fill"}
+    assert canonical_knobs({"hide": "white", "fill": "grey"}) == {"fill": "grey"}  # today's name wins
+    assert XMapParams.from_knobs(patch_fill="white").fill == "white"
+    old = RemovalParams.from_knobs(hide=64.0, agg_start="hide")
+    assert (old.fill, old.agg_start, old.start_fill()) == (64.0, "fill", 64.0)
 
 
 def test_the_knobs_describe_themselves_with_type_default_range_and_help():
@@ -41,7 +65,20 @@ def test_the_knobs_describe_themselves_with_type_default_range_and_help():
     assert rows["patch_geometry"]["choices"] == ["authors", "exact"] and "cv2.rectangle" in rows["patch_geometry"]["help"]
     assert all(r["help"] for r in rows.values()) and "tuple[int, ...]" in rows["patch_sizes"]["type"]
     removal = {r["name"] for r in describe_knobs(RemovalParams)}
-    assert {"region_size", "grid_step", "steps", "hide", "agg_start", "seed", "preset"} <= removal
+    assert {"region_size", "grid_step", "steps", "fill", "agg_start", "seed", "preset"} <= removal
+
+
+def test_the_words_knobs_are_typed_and_checked_too():
+    from core.explainers.concepts import ConceptParams
+    from core.explainers.geometry import GeometryParams
+    from core.explainers.knobs import params_from
+
+    assert params_from(GeometryParams, {"landmarks": "5", "top": 3}).landmarks == "5"
+    assert params_from(ConceptParams, {"top": 3}).top == 3
+    with pytest.raises(InvalidParameterError, match="landmarks='106' is not allowed: landmarks must be one of 'auto', '68', '5'"):
+        params_from(GeometryParams, {"landmarks": "106"})
+    with pytest.raises(InvalidParameterError, match="top=0 is not allowed: top must be 1 to 50"):
+        params_from(ConceptParams, {"top": 0})
 
 
 def test_sdd_and_vit_knobs_are_typed_and_checked_too():

@@ -132,7 +132,7 @@ def test_patch_colours_change_the_fill(toy):
     maps = {}
     for fill in ("black", "white", "noise"):
         perturb.clear_cache()
-        maps[fill] = occlusion.xmaps(face, toy, (2,), XMapParams.from_knobs(patch_sizes=(28,), stride=20, patch_fill=fill))[2]["raw"][0]
+        maps[fill] = occlusion.xmaps(face, toy, (2,), XMapParams.from_knobs(patch_sizes=(28,), stride=20, fill=fill))[2]["raw"][0]
     # hiding a grey region with black or white moves the toy embedding the same amount in
     # opposite directions of the region mean; the cosine is symmetric in it only to first
     # order, so the maps differ but keep their support

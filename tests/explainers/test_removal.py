@@ -88,19 +88,19 @@ def test_batched_equals_unbatched_cache_and_cost(toy, toy_pair):
 
 def test_hiding_value_is_a_knob(toy):
     pair = FacePair(toy_face(value=200), toy_face(value=190))
-    black = removal.minplus_pair(pair, toy, RemovalParams.from_knobs(**SMALL, hide="black", agg_start="hide"))[0]
-    white = removal.minplus_pair(pair, toy, RemovalParams.from_knobs(**SMALL, hide="white", agg_start="hide"))[0]
+    black = removal.minplus_pair(pair, toy, RemovalParams.from_knobs(**SMALL, fill="black", agg_start="fill"))[0]
+    white = removal.minplus_pair(pair, toy, RemovalParams.from_knobs(**SMALL, fill="white", agg_start="fill"))[0]
     # hiding with black lowers the toy's region mean, hiding with white raises it: the
     # hidden-face scores differ and so do the maps
     assert black.hidden_score != pytest.approx(white.hidden_score)
     assert not np.allclose(black.single_removal, white.single_removal)
     # from the authors' noise (the default), aggregation does not depend on the hiding value
-    noise_b = removal.minplus_pair(pair, toy, RemovalParams.from_knobs(**SMALL, hide="black"))[0]
-    noise_w = removal.minplus_pair(pair, toy, RemovalParams.from_knobs(**SMALL, hide="white"))[0]
+    noise_b = removal.minplus_pair(pair, toy, RemovalParams.from_knobs(**SMALL, fill="black"))[0]
+    noise_w = removal.minplus_pair(pair, toy, RemovalParams.from_knobs(**SMALL, fill="white"))[0]
     assert noise_b.hidden_score == noise_w.hidden_score != black.hidden_score
     np.testing.assert_array_equal(noise_b.single_aggregation, noise_w.single_aggregation)
     with pytest.raises(ValueError, match="fill"):
-        RemovalParams.from_knobs(hide="purple")
+        RemovalParams.from_knobs(fill="purple")
 
 
 def test_explainer_contract(toy, toy_pair):

@@ -48,3 +48,12 @@ def test_ranks_the_region_that_matters_above_one_that_does_not(toy, toy_pair):
 def test_a_bad_knob_names_what_is_allowed(toy, toy_pair):
     with pytest.raises(InvalidParameterError, match=r"keep=1\.5 is not allowed: keep must be 0\.01 to 1"):
         Rise().explain(toy_pair, toy, keep=1.5)
+
+
+def test_the_fast_preset_is_fewer_masks_and_a_given_knob_beats_the_preset(toy, toy_pair):
+    exp = Rise().explain(toy_pair, toy, preset="fast", cells=4)
+    assert exp.extras["params"]["masks"] == 500 and exp.extras["params"]["preset"] == "fast"
+    assert exp.scores["forward_passes"] == forward_passes(["rise"], 32, preset="fast")["rise"] == 1002
+    assert Rise.params_of({"preset": "fast", "masks": 40}).masks == 40
+    with pytest.raises(InvalidParameterError, match="preset='turbo' is not allowed"):
+        Rise.params_of({"preset": "turbo"})

@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from core.errors import ModelUnavailableError
+from core.errors import InvalidParameterError, ModelUnavailableError
 from core.faces import regions
 from core.faces.align import realign, template_for_size
 from core.faces.regions import REGION_LABELS, REGIONS, RegionMasks, landmarks68, region_masks
@@ -90,7 +90,7 @@ def test_mask_api_and_bad_arguments():
     assert (stacked.sum(0) == 1).all()  # one label per pixel
     with pytest.raises(KeyError):
         m.mask("ear")
-    with pytest.raises(ValueError, match="'auto', '68' or '5'"):
+    with pytest.raises(InvalidParameterError, match="landmarks='106' is not allowed: landmarks must be one of 'auto', '68', '5'"):
         region_masks(_synthetic(), landmarks="106")
     bad = dataclasses.replace(_synthetic(), landmarks=np.full((5, 2), 50.0, np.float32))
     with pytest.raises(ValueError, match="coincide"):
