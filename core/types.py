@@ -70,6 +70,7 @@ class AlignedFace:
     transform: np.ndarray  # (2, 3) affine map from source to crop coordinates
     detection: Detection | None = None
     source: np.ndarray | None = field(default=None, repr=False)  # the RGB source image
+    template: str = "arcface"  # the 5-point template it is aligned to (core.faces.align.TEMPLATES)
 
     @property
     def size(self) -> int:
@@ -133,6 +134,19 @@ class HasBatchSize(Protocol):
     """An embedder that says how many faces to embed at a time (a cost knob only)."""
 
     batch_size: int
+
+
+@runtime_checkable
+class HasAlignment(Protocol):
+    """An embedder that names the 5-point template its crops are aligned to
+    (``core.faces.align.TEMPLATES``); others use ``arcface``."""
+
+    alignment: str
+
+
+def alignment_of(embedder: FaceEmbedder) -> str:
+    """The alignment template ``embedder`` wants its crops on (default ``arcface``)."""
+    return str(embedder.alignment) if isinstance(embedder, HasAlignment) else "arcface"
 
 
 def batch_size_of(embedder: FaceEmbedder, batch_size: int | None = None, default: int = 16) -> int:

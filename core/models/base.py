@@ -76,10 +76,12 @@ class TorchEmbedder:
         feature_layer: str | None = None,
         head: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
         channels_last: bool = False,
+        alignment: str = "arcface",
     ) -> None:
         if channel_order not in ("RGB", "BGR"):
             raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
         self.name = name
+        self.alignment = alignment  # the 5-point template of its crops (core.faces.align.TEMPLATES)
         self.device = resolve_device(device)
         self.module = module.eval().to(self.device)
         self.channels_last = channels_last
