@@ -65,6 +65,7 @@ from apps.handlers import (
     work_dir,
 )
 from apps.knob_controls import knob_info, knob_label, knob_specs, knobs_from
+from apps.model_compare import NONE, compare_pair, export_comparison, model_captions, second_grid, second_model_choices
 from apps.uploads import gallery_from_uploads, upload_paths
 from core.errors import XFVError
 from core.registry import explainer_spec, needs_gallery
@@ -79,6 +80,8 @@ log = logging.getLogger(__name__)
 #: files with a toast before sending them. A face photo may have 20 MB
 #: (``apps.gradio_parts.MAX_PHOTO_BYTES``), said next to it; X-rays and bundles have their own budgets.
 MAX_UPLOAD = "100mb"
+#: The method grid's label (with two models, each grid names its model).
+GRID_LABEL = "Every method: face A (top row), face B (bottom row); click a map to see it large"
 
 
 def build_demo(
@@ -103,11 +106,11 @@ def build_demo(
         return gr.update(choices=choices, value=keep), note
 
     async def on_compare(
-        model, a, b, methods, preset, scores, uploaded_gallery=None, face_a=None, face_b=None, knob_values=None,
+        model, a, b, methods, preset, scores, uploaded_gallery=None, face_a=None, face_b=None, knob_values=None, model2=NONE,
         progress=gr.Progress(),  # noqa: B008 (Gradio's way)
     ):  # fmt: skip
         return await cancellable(compare_now, model, a, b, methods, preset, scores, uploaded_gallery, progress, (face_a, face_b),
-                                 knobs_from(knob_values))  # fmt: skip
+                                 knobs_from(knob_values), model2)  # fmt: skip
 
     def on_photo(model, image, side):
         """The note next to a photo, its faces to choose from when it holds several, and their
@@ -126,7 +129,7 @@ def build_demo(
             return gr.update()
         return draw_faces(image, boxes, int(chosen or 0))
 
-    def compare_now(model, a, b, methods, preset, scores, uploaded_gallery, progress, faces=(None, None), knobs=None):
+    def compare_now(model, a, b, methods, preset, scores, uploaded_gallery, progress, faces=(None, None), knobs=None, model2=NONE):
         problems = [photo_note(x, side) for x, side in ((a, "A"), (b, "B")) if isinstance(x, UploadProblem)]
         if problems:
             return [" ".join(problems), "", {}, None, None, "", None, gr.update(visible=False, value=None),
@@ -134,9 +137,9 @@ def build_demo(
         use = (uploaded_gallery or {}).get("folder") or sdd_gallery
         wanted = list(methods or [])
         waiting = [m for m in wanted if needs_gallery(m)] if not use else []  # not run and failed: said
-        out = compare_faces(runners.get(model), a, b, [m for m in wanted if m not in waiting], preset, progress=lambda f, msg: progress(f, desc=msg),
-                            deletion_scores=bool(scores), gallery=use, faces=tuple(None if f is None else int(f) for f in faces),
-                            knobs=knobs)  # fmt: skip
+        out = compare_pair(runners, model, model2, a, b, [m for m in wanted if m not in waiting], preset,
+                           progress=lambda f, msg: progress(f, desc=msg), deletion_scores=bool(scores), gallery=use,
+                           faces=tuple(None if f is None else int(f) for f in faces), knobs=knobs)  # fmt: skip
         if waiting and out.get("ok"):
             out["panels"] = out["panels"] + [{"method": m, "label": explainer_spec(m).label, "image": None, "text": [],
                                               "error": "needs a gallery of identities: upload one below (a .zip of identity folders, "
@@ -150,12 +153,20 @@ def build_demo(
         labels = list(dict.fromkeys(r[0] for r in out["regions"]))
         regions = gr.update(visible=bool(labels), value=[r for r in out["regions"] if labels and r[0] == labels[0]] or None,
                             label=f"Facial regions of {labels[0]}" if labels else None)  # fmt: skip
-        last = {"kind": "faces", "result": res, "faithfulness": out["faithfulness"]}
+        two = out.get("second")  # the second model's answer, when one is chosen
+        last = {"kind": "faces", "result": res, "faithfulness": out["faithfulness"], "comparison": out.get("comparison")}
         cells = gallery_items(res, out["faithfulness"])
         shown = [p["method"] for p in out["panels"] if p["image"] is not None]
-        grid = gr.update(value=cells or None, columns=gallery_columns(res), visible=bool(cells), selected_index=None)
-        return [out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"], _method_notes(out["panels"]), last, plot, regions,
-                grid, legend_html(shown), *_viewer_updates(viewer(res, shown[0]) if shown else None)]  # fmt: skip
+        grid = gr.update(value=(model_captions(cells, res, res.model) if two else cells) or None, columns=gallery_columns(res), visible=bool(cells),
+                         selected_index=None, label=f"First model, {res.model}: {GRID_LABEL}" if two else GRID_LABEL)  # fmt: skip
+        notes = _method_notes(out["panels"])
+        if two:  # each model's failures and words under its name
+            notes = "\n\n".join(f"**{o['result'].model}**:\n\n{t}" for o in (out, two) if (t := _method_notes(o["panels"])))
+        view = _viewer_updates(viewer(res, shown[0]) if shown else None)
+        if two and shown:  # the viewer opens on the first model's map: say which
+            view[0] = view[0].replace("### ", f"### {res.model}: ", 1)
+        return [out["message"], out["bar"], out["details"], out["crop_a"], out["crop_b"], notes, last, plot, regions, grid, legend_html(shown),
+                *view]  # fmt: skip
 
     def region_menu(last):
         """The region table's method menu, on the method the table shows first."""
@@ -180,7 +191,17 @@ def build_demo(
     def on_export(last):
         if not last or last.get("kind") != "faces":
             raise gr.Error("Compare two photos first; the report is of the last comparison.")
+        if last.get("comparison") is not None:  # two models: the comparison report, each model's report inside
+            return export_comparison(last["comparison"])
         return export_report(last["result"], last["faithfulness"])
+
+    def on_second(last):
+        """The second model's grid and the comparison table (hidden with one model)."""
+        two = second_grid(last)
+        return (gr.update(value=two["cells"] or None, visible=bool(two["cells"]), selected_index=None,
+                          columns=gallery_columns(two["result"]) if two["result"] else 4,
+                          label=f"Second model, {two['model']}: every method, face A (top row), face B (bottom row)"),
+                gr.update(value=two["table"], visible=bool(two["table"])))  # fmt: skip
 
     async def on_xray(path, method):
         return await cancellable(xray_now, path, method)
@@ -227,6 +248,7 @@ def build_demo(
                 with gr.Row():
                     model = gr.Dropdown(model_choices(), value=first.model_name, elem_id="model",
                                         label="Face model (offline default first; others need their weights)")  # fmt: skip
+                    model2 = gr.Dropdown(second_model_choices(), value=NONE, elem_id="model2", label="Compare with a second model")
                     model_note = gr.Markdown()
                 with gr.Row():
                     with gr.Column():
@@ -277,9 +299,10 @@ def build_demo(
                     crop_a = gr.Image(label="Aligned face A", interactive=False, elem_id="crop_a")
                     crop_b = gr.Image(label="Aligned face B", interactive=False, elem_id="crop_b")
                 legend = gr.HTML(elem_id="legend")
-                grid = gr.Gallery(label="Every method: face A (top row), face B (bottom row); click a map to see it large",
-                                  columns=4, object_fit="contain", allow_preview=False, height=2 * 300 + 40, visible=False,
+                grid = gr.Gallery(label=GRID_LABEL, columns=4, object_fit="contain", allow_preview=False, height=2 * 300 + 40, visible=False,
                                   elem_id="method-grid")  # fmt: skip
+                grid2 = gr.Gallery(columns=4, object_fit="contain", height=2 * 300 + 40, visible=False, elem_id="method-grid-2")
+                compare_table = gr.Markdown(visible=False, elem_id="model-compare")
                 with gr.Column(elem_id="viewer"):
                     view_title = gr.Markdown("_Compare two photos, then click a map of the grid to see it here._")
                     view_method = gr.State(None)
@@ -348,7 +371,8 @@ def build_demo(
         last.change(region_menu, [last], [region_pick])
         region_pick.change(on_region_pick, [last, region_pick], [regions])
         gallery_files.change(on_gallery, [gallery_files], [uploaded_gallery, gallery_note])
-        compare.click(on_compare, [model, img_a, img_b, methods, preset, scores, uploaded_gallery, pick_a, pick_b, knob_values],
+        last.change(on_second, [last], [grid2, compare_table])
+        compare.click(on_compare, [model, img_a, img_b, methods, preset, scores, uploaded_gallery, pick_a, pick_b, knob_values, model2],
                       [verdict, bar, details, crop_a, crop_b, words, last, concepts, regions, grid, legend, *viewer_parts],
                       concurrency_limit=1, concurrency_id="model", api_name="compare")  # fmt: skip
         grid.select(on_cell, [last, opacity], viewer_parts)

@@ -294,6 +294,12 @@ def compare_faces(runner: Runner, image_a: np.ndarray | None, image_b: np.ndarra
         return out
     except XFVError as e:
         return {"ok": False, "message": f"Could not compare these photos: {e}"}
+    return pair_output(res, faith, image_a, image_b)
+
+
+def pair_output(res: Any, faith: dict[str, Any], image_a: Any, image_b: Any) -> dict[str, Any]:
+    """What the page shows for one model's ``PairResult`` (``compare_faces``'s answer): also
+    each model's part of a comparison of two models (``apps.model_compare``)."""
     verdict = verdict_sentence(res)
     details = res.to_dict()
     for e in details["explanations"]:

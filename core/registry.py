@@ -55,7 +55,7 @@ class ExplainerSpec:
 _MODELS: dict[str, ModelSpec] = {}
 _EXPLAINERS: dict[str, ExplainerSpec] = {}
 _LOADED: dict[tuple[str, str], FaceEmbedder] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: a model may be built from another (the _flip variants)
 
 DEFAULT_MODEL = "sface"
 
@@ -176,6 +176,17 @@ def _dlib_native(device: torch.device) -> FaceEmbedder:
     return DlibNativeEmbedder()
 
 
+def _flipped(base: str) -> Callable[[torch.device], FaceEmbedder]:
+    """The factory of ``<base>_flip``: ``base`` with test-time flip averaging (``core.models.flip``)."""
+
+    def make(device: torch.device) -> FaceEmbedder:
+        from .models.flip import FlipAveraged
+
+        return FlipAveraged(get_embedder(base, device))
+
+    return make
+
+
 def _facenet(device: torch.device) -> FaceEmbedder:
     from .models.facenet import load_facenet
 
@@ -209,6 +220,12 @@ register_model(ModelSpec(
     "face-recognition-models wheel: dlib_face_recognition_resnet_model_v1.dat, through dlib's face_recognition_model_v1",
     "The same network and crops as dlib_resnet, run by dlib's C++ code: the reference the port is checked against.", "dlib",
 ))  # fmt: skip
+for _base in ("sface", "dlib_resnet"):
+    register_model(ModelSpec(
+        f"{_base}_flip", f"{_MODELS[_base].label.split(' (')[0]} with flip averaging (black-box, offline)", _flipped(_base), True,
+        _MODELS[_base].input_size, _MODELS[_base].embedding_dim, False, _MODELS[_base].source,
+        "The mean of the embeddings of the crop and its mirror image (test-time augmentation).", _MODELS[_base].alignment,
+    ))  # fmt: skip
 register_model(ModelSpec(
     "facenet_vggface2", "FaceNet InceptionResnetV1 (VGGFace2, download)", _facenet, False, 160, 512, True,
     "facenet-pytorch release file 20180402-114759-vggface2.pt",

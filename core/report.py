@@ -323,8 +323,10 @@ table{border-collapse:collapse;font-size:0.85em;margin:0.4em 0}td,th{border:1px 
 .chart .fill{background:#3b7dd8;height:10px;margin-right:6px}.chart .ct{font-weight:600;margin:0.4em 0}small{color:#666}pre{font-size:0.8em}"""
 
 
-def report_html(result: PairResult, faithfulness: dict[str, dict[str, float]] | None = None) -> str:
-    """The self-contained HTML report."""
+def report_body(result: PairResult, faithfulness: dict[str, dict[str, float]] | None = None, heading: str = "h2") -> str:
+    """The report's sections for one result (verdict, crops, facts, inputs, explanations,
+    faithfulness, audit record), without the page around them; ``heading`` is the level of
+    its section titles (``h3`` inside a comparison of models)."""
     faithfulness = faithfulness or {}
     data = report_json(result, faithfulness)
     faces = [f.image for f in result.pair]
@@ -334,16 +336,27 @@ def report_html(result: PairResult, faithfulness: dict[str, dict[str, float]] | 
     random = faithfulness.get("random")
     panels = "".join(_panel(e, faces, faithfulness.get(e.method), random) for e in result.explanations)
     faith_rows = [(method_label(e), faithfulness[e.method]) for e in result.explanations if faithfulness.get(e.method)]
-    baseline = ("<h2>Faithfulness on this pair</h2>" + _faith_rows(faith_rows + ([(RANDOM_LABEL, random)] if random else []))
+    h = heading
+    baseline = (f"<{h}>Faithfulness on this pair</{h}>" + _faith_rows(faith_rows + ([(RANDOM_LABEL, random)] if random else []))
                 if faith_rows or random else "")  # fmt: skip
     notes = "".join(f"<p><em>{_text(n)}</em></p>" for n in result.notes)
     audit = json.dumps(jsonable({"params": data["params"], "timings_s": data["timings_s"], "versions": data["report"]["versions"]}), indent=1)
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Face comparison report</title><style>{CSS}</style></head><body>'
-            f"<h1>Face comparison report</h1><p class=\"verdict\">{_text(data['report']['verdict'])}</p>{notes}"
+    return (f"<p class=\"verdict\">{_text(data['report']['verdict'])}</p>{notes}"
             f'<div class="crops"><img alt="first face" src="{data["crops"][0]}"><img alt="second face" src="{data["crops"][1]}"></div>'
-            f"{_table(facts)}{_inputs(result)}<h2>Explanations</h2>{panels or '<p>No explanation method was run.</p>'}{baseline}"
-            f"<h2>For audit</h2><p>Created {html.escape(data['report']['created'])}.</p>"
-            f"<pre>{html.escape(audit, quote=False)}</pre></body></html>")  # fmt: skip
+            f"{_table(facts)}{_inputs(result)}<{h}>Explanations</{h}>{panels or '<p>No explanation method was run.</p>'}{baseline}"
+            f"<{h}>For audit</{h}><p>Created {html.escape(data['report']['created'])}.</p>"
+            f"<pre>{html.escape(audit, quote=False)}</pre>")  # fmt: skip
+
+
+def html_page(title: str, body: str) -> str:
+    """A self-contained HTML page (the report's style) around ``body``."""
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{CSS}</style></head>'
+            f"<body><h1>{html.escape(title)}</h1>{body}</body></html>")  # fmt: skip
+
+
+def report_html(result: PairResult, faithfulness: dict[str, dict[str, float]] | None = None) -> str:
+    """The self-contained HTML report."""
+    return html_page("Face comparison report", report_body(result, faithfulness))
 
 
 def write_report(result: PairResult, path: str | Path, faithfulness: dict[str, dict[str, float]] | None = None) -> tuple[Path, Path]:

@@ -471,3 +471,39 @@ def test_the_readme_method_table_is_the_registry_s(capsys):
     sizes = next(k for k in xmap["knobs"] if k["name"] == "patch_sizes")
     assert sizes["low"] == 1 and sizes["high"] == 112 and sizes["default"] == [7, 14, 28] and sizes["help"]
     assert next(r for r in data if r["name"] == "sdd")["needs_gallery"] is True
+
+
+@pytest.mark.parametrize(
+    ("models", "said"),
+    [
+        ("sface", "give two or more different models"),
+        ("sface,sface", "give two or more different models"),
+        ("sface,dlib_resnt", "unknown model 'dlib_resnt'; choose from: sface, dlib_resnet"),
+    ],
+)
+def test_explain_models_is_checked_when_the_arguments_are_parsed(models, said, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["explain", "a.jpg", "b.jpg", "--models", models])
+    assert e.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_explain_models_refuses_one_models_threshold(capsys):
+    assert main(["explain", "a.jpg", "b.jpg", "--models", "sface,dlib_resnet", "--threshold", "0.5"]) == 2
+    assert "each model uses its own calibration" in capsys.readouterr().err
+
+
+@pytest.mark.needs_data
+def test_explain_two_models_gives_both_maps_their_correlation_and_a_report(tmp_path, capsys):
+    report = tmp_path / "both"
+    data = _json(capsys, ["explain", str(MISC / "obama.jpg"), str(MISC / "biden.jpg"), "--models", "sface,dlib_resnet",
+                          "--methods", "xmap3", "--preset", "fast", "--report", str(report), "--out", str(tmp_path / "out"),
+                          "--json", "-q"])  # fmt: skip
+    assert set(data["models"]) == {"sface", "dlib_resnet"} and not any(r["same"] for r in data["models"].values())
+    (row,) = data["comparison"]
+    assert row["method"] == "xmap3" and row["models"] == ["sface", "dlib_resnet"] and len(row["rank_correlation"]) == 2
+    assert all(-1 <= r <= 1 for r in row["rank_correlation"]) and set(row["faithfulness"]) == {"sface", "dlib_resnet"}
+    text = report.with_suffix(".html").read_text()
+    assert "dlib_resnet" in text and "rank correlation" in text and f"{row['rank_correlation'][0]:+.2f}" in text
+    saved = json.loads(report.with_suffix(".json").read_text())
+    assert saved["comparison"][0]["rank_correlation"] == row["rank_correlation"] and set(saved["models"]) == {"sface", "dlib_resnet"}
+    assert (tmp_path / "out" / "dlib_resnet" / "xmap3_a.png").is_file() and (tmp_path / "out" / "comparison.json").is_file()

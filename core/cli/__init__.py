@@ -12,6 +12,7 @@ Examples::
     python -m core explain a.jpg b.jpg --methods xmap3,single_removal --out out/ --preset fast
     python -m core explain a.jpg b.jpg --methods xmap1,xmap2,xmap3 --cost
     python -m core explain a.jpg b.jpg --methods cam,geometry --report out/report
+    python -m core explain a.jpg b.jpg --models sface,dlib_resnet --methods xmap3,cam --report out/both
     python -m core batch ../shared/data/faces/deepface/pairs.csv --methods xmap3 --per-label 10 --out out/batch
     python -m core map-stats ../shared/data/faces/deepface/pairs.csv --methods xmap1,xmap2,xmap3 --per-label 10
     python -m core faithfulness ../shared/data/faces/deepface/pairs.csv --methods xmap3,single_removal --per-label 10 --csv out/faith.csv

@@ -50,6 +50,21 @@ def methods_arg(value: str) -> list[str]:
     return names
 
 
+def models_arg(value: str) -> list[str]:
+    """``--models``: two or more comma-separated registered face models, each once, checked
+    when the arguments are parsed."""
+    from ..registry import model_names
+
+    names = split_methods(value)
+    known = model_names()
+    unknown = [m for m in names if m not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown model{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}; choose from: {', '.join(known)}")
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"give two or more different models, e.g. sface,dlib_resnet; got {value!r}")
+    return names
+
+
 def int_arg(low: int, what: str, high: int | None = None) -> Callable[[str], int]:
     """An argument type: a whole number in ``low..high`` (``what`` names it in the message),
     checked as a typed knob's flag is (``_number_arg``)."""

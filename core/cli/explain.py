@@ -21,6 +21,7 @@ from .common import (
     knob_flags,
     methods_arg,
     model_args,
+    models_arg,
     progress_bar,
     split_methods,  # fmt: skip
 )
@@ -113,10 +114,64 @@ def _print_result(res: PairResult, out_dir: Path | None) -> None:
         print(f"\nwrote {out_dir}/result.json and the pictures")
 
 
+def _explain_models(args: argparse.Namespace, methods: list[str], knobs: dict) -> int:
+    """``--models A,B``: the pair on each model, each later model's maps compared with the
+    first's (``core.comparison``): decisions, maps, rank correlations, regions, faithfulness."""
+    from ..comparison import compare_models
+    from ..runner import Runner
+
+    if args.threshold is not None or args.calibration:
+        print("error: --threshold and --calibration set one model's; with --models each model uses its own calibration", file=sys.stderr)
+        return 2
+    runners = [Runner(model=m, device=args.device) for m in args.models]
+    if args.cost:
+        for r in runners:
+            print(f"{r.model_name}:")
+            _print_cost(methods, r.forward_passes(methods, **knobs))
+        return 0
+    try:
+        with progress_bar("explaining", args.quiet) as progress:
+            cmp = compare_models(runners, args.image_a, args.image_b, methods, progress=progress, **knobs)
+    except ModelUnavailableError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    data = cmp.to_dict()
+    if args.report:
+        from ..report_compare import write_comparison_report
+
+        for written in write_comparison_report(cmp, args.report):
+            print(f"wrote {written}", file=sys.stderr)
+    if args.out:
+        out_dir = Path(args.out)
+        for model, res in cmp.results.items():
+            _write_pictures(res, data["models"][model], out_dir / model)
+        (out_dir / "comparison.json").write_text(json.dumps(data, indent=2))
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(cmp.decisions())
+        for model, res in cmp.results.items():
+            print(f"\n== {model} ==")
+            _print_result(res, None)
+        if cmp.methods:
+            print("\n== the models compared ==")
+        for a in cmp.methods:
+            print(f"\n{a.sentence}")
+            for model, scores in a.faithfulness.items():
+                rnd = cmp.faithfulness.get(model, {}).get("random", {})
+                base = rnd.get("deletion_auc", float("nan"))
+                print(f"  deletion on its own model, {model}: {scores['deletion_auc']:+.3f} (random map {base:+.3f})")
+        if args.out:
+            print(f"\nwrote {args.out}/comparison.json and each model's pictures")
+    return 0 if all(e.ok for r in cmp.results.values() for e in r.explanations) else 1
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     methods = split_methods(args.methods)
-    runner = _runner(args)
     knobs = _knobs(args)
+    if args.models:
+        return _explain_models(args, methods, knobs)
+    runner = _runner(args)
     cost = runner.forward_passes(methods, **knobs)
     if args.cost:
         return _print_cost(methods, cost)
@@ -184,6 +239,9 @@ def add_explain(sub: Subparsers) -> None:
     x.add_argument("image_a")
     x.add_argument("image_b")
     model_args(x)
+    x.add_argument("--models", type=models_arg, metavar="A,B",
+                   help="two or more face models side by side (e.g. sface,dlib_resnet): each one's decision and maps, and per method "
+                        "the rank correlation of the maps, the regions each relies on and each map's faithfulness on its own model")  # fmt: skip
     x.add_argument(
         "--methods", default="xmap3", type=methods_arg, help="comma-separated methods, see `python -m core methods` (default: %(default)s)"
     )

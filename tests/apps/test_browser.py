@@ -123,8 +123,8 @@ def _upload(page, elem_id: str, path: Path) -> None:
 #: Pictures that show (or blend) a photo: pixelated in the screenshots kept for the README,
 #: whose photos are third-party pictures that are not committed. Maps alone and colour bars stay.
 PHOTO_SELECTORS = ("#photo_a img", "#photo_b img", "#photo_a_faces img", "#photo_b_faces img", "#crop_a img", "#crop_b img",
-                   "#method-grid img", "#viewer-image img", "#explore_maps img", "#explore_viewer_image img", ".gallery-item img",
-                   "[data-testid=examples] img", "table img")  # fmt: skip
+                   "#method-grid img", "#method-grid-2 img", "#viewer-image img", "#explore_maps img", "#explore_viewer_image img",
+                   ".gallery-item img", "[data-testid=examples] img", "table img")  # fmt: skip
 
 
 def _photo_rects(page) -> list[list[float]]:
@@ -371,3 +371,35 @@ def test_browser_chat_answers_from_the_send_button_and_a_suggestion(page, tmp_pa
     sync_api.expect(bot).to_contain_text("C-Score", timeout=30_000)
     assert "About this result" in bot.inner_text()  # answers are marked with the comparison they are about
     _screenshot(page, tmp_path, "chat_tab")
+
+
+@pytest.mark.needs_data
+def test_browser_compares_two_models_side_by_side(page, tmp_path):
+    """A second model chosen: both decisions, its own grid of maps and the comparison table."""
+    import re
+
+    page.locator("#model2 input").click()
+    page.get_by_role("option", name="dlib ResNet face descriptor (offline)", exact=True).click()
+    sync_api.expect(page.locator("#model2 input")).to_have_value("dlib ResNet face descriptor (offline)")
+    assert page.locator("#methods input[name=xmap3]").is_checked()  # X-Map III, the default method
+    _upload(page, "photo_a", MISC / "obama.jpg")
+    _upload(page, "photo_b", MISC / "obama2.jpg")
+    sync_api.expect(page.locator("#photo_b img").first).to_be_visible()
+    page.click("#compare")
+    table = page.locator("#model-compare")
+    sync_api.expect(table).to_contain_text("dlib_resnet", timeout=COMPARE_TIMEOUT_MS)
+    text = table.inner_text()
+    assert "sface" in text and "X-Map III" in text and re.search(r"rank correlation of the maps [+-]\d\.\d\d and [+-]\d\.\d\d", text), text
+    assert re.search(r"X-Map III[^\n]*\t[+-]\d\.\d\d\t[+-]\d\.\d\d\t", text), text  # the table's row: both faces' correlations
+    verdict = page.locator("#verdict").inner_text()
+    assert "sface" in verdict and "dlib_resnet" in verdict and "same person" in verdict.lower(), verdict
+    assert page.locator("#cscore").inner_text().count("C-Score") == 2
+    for grid in ("#method-grid", "#method-grid-2"):
+        page.wait_for_function(
+            "sel => { const i = [...document.querySelectorAll(sel + ' img')]; "
+            "return i.length >= 8 && i.every(x => x.complete && x.naturalWidth > 0); }",
+            arg=grid, timeout=60_000,
+        )  # fmt: skip
+    sync_api.expect(page.locator("#method-grid-2")).to_contain_text("dlib_resnet")
+    data = _screenshot(page, tmp_path, "two_models").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

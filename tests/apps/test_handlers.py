@@ -14,8 +14,14 @@ from ..test_cxr import tiny_cxr
 def test_the_model_menu_puts_the_offline_default_first_and_marks_downloads():
     choices = H.model_choices()
     assert choices[0][1] == "sface" and "offline" in choices[0][0].lower()
-    others = [label for label, name in choices[1:]]
-    assert others and all("download" in label.lower() for label in others)
+    from core.registry import describe_models
+
+    offline = {r["name"] for r in describe_models() if r["offline"]}
+    names = [name for _, name in choices]
+    first_download = next(i for i, n in enumerate(names) if n not in offline)
+    assert set(names[:first_download]) == offline  # the offline models first, the default leading
+    assert all("download" in label.lower() for label, name in choices[first_download:])
+    assert {"dlib_resnet", "dlib_resnet_native", "sface_flip"} <= offline
 
 
 def test_runners_are_made_once_per_model(runner):
