@@ -65,7 +65,7 @@ from apps.handlers import (
     work_dir,
 )
 from apps.knob_controls import knob_info, knob_label, knob_specs, knobs_from
-from apps.model_compare import NONE, compare_pair, export_comparison, model_captions, second_grid, second_model_choices
+from apps.model_compare import NONE, compare_pair, cost_both, export_comparison, model_captions, second_grid, second_model_choices
 from apps.uploads import gallery_from_uploads, upload_paths
 from core.errors import XFVError
 from core.registry import explainer_spec, needs_gallery
@@ -360,8 +360,9 @@ def build_demo(
         model.change(on_model, [model], [methods, model_note])
         for name, control in knob_inputs:
             control.change(lambda v, st, n=name: {**(st or {}), n: v}, [control, knob_values], knob_values)
-        for control in (methods, preset, knob_values):
-            control.change(lambda md, m, p, kv: cost_text(runners.get(md), m, p, knobs_from(kv)), [model, methods, preset, knob_values], cost)
+        for control in (methods, preset, knob_values, model2):
+            control.change(lambda md, md2, m, p, kv: cost_both(runners, md, md2, m, p, knobs_from(kv)), [model, model2, methods, preset, knob_values],
+                           cost)  # fmt: skip
         viewer_parts = [view_title, view_image, view_raw, view_bar, view_words, view_method]
         for img, note, faces, pick, side in ((img_a, note_a, faces_a, pick_a, "A"), (img_b, note_b, faces_b, pick_b, "B")):
             boxes = gr.State(None)

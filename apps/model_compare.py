@@ -203,3 +203,18 @@ def export_comparison(cmp: ModelComparison, folder: str | None = None) -> list[s
 
     out = Path(folder or work_dir("report"))
     return [str(p) for p in write_comparison_report(cmp, out / "model_comparison")]
+
+
+def cost_both(runners: Runners, model: str | None, model2: str | None, methods: list[str] | None, preset: str,
+              knobs: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """The cost line (``apps.handlers.cost_text``) of the first model, and of the second one when one is chosen."""
+    from apps.handlers import cost_text
+
+    first = cost_text(runners.get(model), methods, preset, knobs)
+    if not wants_second(model2) or not methods or model2 == model:
+        return first
+    try:
+        second = runners.get(model2).forward_passes(methods, **{**(knobs or {}), "preset": preset})["total"]
+    except XFVError as e:
+        return f"{first} The second model cannot cost them: {e}"
+    return f"{first} The second model ({model2}) runs them too: at most **{second:,}** forward passes of its own."

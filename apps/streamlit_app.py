@@ -43,8 +43,6 @@ from apps.handlers import (  # noqa: E402
     CXRModels,
     Runners,
     ask,
-    compare_faces,
-    cost_text,
     diagnose_xray,
     example_pairs,
     export_report,
@@ -55,6 +53,7 @@ from apps.handlers import (  # noqa: E402
     runner_capabilities,
     work_dir,
 )
+from apps.model_compare import NONE, compare_pair, cost_both, export_comparison  # noqa: E402
 from core.errors import XFVError  # noqa: E402
 from core.inputs import load_upload  # noqa: E402
 from core.io import load_image  # noqa: E402
@@ -143,6 +142,7 @@ def face_tab() -> None:
     runners = face_runners()
     labels = {name: label for label, name in model_choices()}
     model = st.selectbox("Face model (offline default first; others need their weights)", list(labels), format_func=labels.__getitem__, key="model")
+    second = st.selectbox("Compare with a second model", [NONE, *labels], format_func=lambda m: labels.get(m, m), key="model2")
     runner = runners.get(model)
     caps = runner_capabilities(runner)
     if caps is None:
@@ -170,7 +170,7 @@ def face_tab() -> None:
     with col_p:
         preset = st.radio("Preset", list(PRESETS), format_func=PRESETS.__getitem__, key="preset")
         scores = st.toggle("Deletion score of each map on this pair (against a random map)", value=True, key="deletion")
-    st.markdown(cost_text(runner, methods, preset))
+    st.markdown(cost_both(runners, model, second, methods, preset))
 
     if st.button("Compare", type="primary", key="compare"):
         bar = st.progress(0.0, text="starting")
@@ -178,13 +178,14 @@ def face_tab() -> None:
         def progress(frac: float, message: str) -> None:
             bar.progress(min(1.0, max(0.0, float(frac))), text=message)
 
-        out = compare_faces(runner, image_a, image_b, methods, preset, progress=progress, deletion_scores=scores,
-                            gallery=os.environ.get("XFV_GALLERY") or None, faces=(face_a, face_b))  # fmt: skip
+        out = compare_pair(runners, model, second, image_a, image_b, methods, preset, progress=progress, deletion_scores=scores,
+                           gallery=os.environ.get("XFV_GALLERY") or None, faces=(face_a, face_b))  # fmt: skip
         bar.empty()
         st.session_state["faces"] = out
         st.session_state.pop("report", None)
         if out["ok"]:
-            st.session_state["last"] = {"kind": "faces", "result": out["result"], "faithfulness": out["faithfulness"]}
+            st.session_state["last"] = {"kind": "faces", "result": out["result"], "faithfulness": out["faithfulness"],
+                                        "comparison": out.get("comparison")}  # fmt: skip
     if "faces" in st.session_state:
         face_results(st.session_state["faces"])
 
@@ -203,6 +204,10 @@ def face_results(out: dict[str, Any]) -> None:
     col_a.image(out["crop_a"], caption="Aligned face A", width=160)
     col_b.image(out["crop_b"], caption="Aligned face B", width=160)
     method_grid(out["result"], out["faithfulness"], key="faces")
+    if out.get("second"):  # two models: the second one's grid, then how the maps agree
+        st.markdown(f"**Second model, {out['comparison'].models[1]}**")
+        method_grid(out["second"]["result"], out["second"]["faithfulness"], key="faces2")
+        st.markdown(out["table"])
     for p in out["panels"]:  # what the grid cannot show: failures and explanations in words
         if p["error"]:
             st.error(f"**{p['label']}**: {p['error']}")
@@ -216,7 +221,8 @@ def face_results(out: dict[str, Any]) -> None:
     with st.expander("Details (model, weights hash, threshold, parameters, timings, scores)"):
         st.json(out["details"], expanded=False)
     if st.button("Audit report (HTML + JSON)", key="export"):
-        st.session_state["report"] = export_report(out["result"], out["faithfulness"])
+        cmp = out.get("comparison")
+        st.session_state["report"] = export_comparison(cmp) if cmp is not None else export_report(out["result"], out["faithfulness"])
     for path in st.session_state.get("report", []):
         file = Path(path)
         st.download_button(f"Download {file.name}", file.read_bytes(), file_name=file.name, mime=REPORT_MIME.get(file.suffix),

@@ -171,3 +171,14 @@ def test_the_page_wires_the_second_model(runner, dlib, photos, tmp_path, monkeyp
     hidden_grid, hidden_table = fns["on_second"](one[6])
     assert not hidden_grid["visible"] and not hidden_table["visible"]
     assert Path(fns["on_export"](one[6])[0]).name == "face_comparison.html"
+
+
+def test_the_cost_line_counts_both_models(runner):
+    from apps.handlers import Runners
+    from apps.model_compare import cost_both
+
+    pool = Runners(runner)
+    one = cost_both(pool, "sface", "none", ["xmap3"], "fast")
+    two = cost_both(pool, "sface", "dlib_resnet", ["xmap3"], "fast")
+    dlib = pool.get("dlib_resnet").forward_passes(["xmap3"], preset="fast")["total"]
+    assert two.startswith(one) and f"**{dlib:,}**" in two and "dlib_resnet" in two and "dlib_resnet" not in one

@@ -113,6 +113,25 @@ def test_compare_two_uploaded_faces_shows_the_verdict_and_the_method_panel():
     assert answers and "C-Score" in answers[-1] and "built-in answer" in answers[-1]
 
 
+@pytest.mark.slow
+@pytest.mark.needs_data
+def test_a_second_model_shows_both_decisions_its_grid_and_the_comparison():
+    at = _page()
+    at.selectbox(key="model2").set_value("dlib_resnet").run()
+    _upload(at, "photo_a", "obama.jpg", (MISC / "obama.jpg").read_bytes())
+    _upload(at, "photo_b", "obama2.jpg", (MISC / "obama2.jpg").read_bytes())
+    at.multiselect(key="methods").set_value(["cam"])
+    at.toggle(key="deletion").set_value(False)
+    assert any("The second model (dlib_resnet) runs them too" in m.value for m in at.markdown)
+    at.button(key="compare").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    text = "\n".join(m.value for m in at.markdown)
+    assert "The models agree." in text and "How the maps of sface and dlib_resnet agree" in text and "CAM (exact decomposition)" in text
+    assert len(at.container(key="faces2-grid").get("image")) == 2  # dlib's CAM for face A and face B
+    at.button(key="export").click().run()
+    assert {b.label for b in at.download_button} == {"Download model_comparison.html", "Download model_comparison.json"}
+
+
 def _explore(at: AppTest):
     """The Explore tab (the fourth) of a page that has run."""
     return at.tabs[3]
