@@ -72,6 +72,9 @@ from apps.uploads import start_upload_sweeper  # noqa: E402
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _exit_on_sigterm()
+    from core.device import tune_cpu_allocator
+
+    tune_cpu_allocator()  # large forward buffers stay in the heap: about 2x faster CNN forwards on a CPU (core.device)
     if uploads:  # aborted uploads' partial files go within minutes, not at the exit (only in our own folder)
         start_upload_sweeper(uploads)
     launch(build_demo())

@@ -54,6 +54,7 @@ from apps.handlers import (  # noqa: E402
     work_dir,
 )
 from apps.model_compare import NONE, compare_pair, cost_both, export_comparison  # noqa: E402
+from core.device import tune_cpu_allocator  # noqa: E402
 from core.errors import XFVError  # noqa: E402
 from core.inputs import load_upload  # noqa: E402
 from core.io import load_image  # noqa: E402
@@ -353,6 +354,7 @@ def chat_tab() -> None:
 
 
 def main() -> None:
+    tune_cpu_allocator()  # once per process: large forward buffers stay in the heap (core.device)
     st.set_page_config(page_title=TITLE, layout="wide")
     st.title(TITLE)
     st.markdown(INTRO)

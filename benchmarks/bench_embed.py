@@ -3,8 +3,11 @@
     python benchmarks/bench_embed.py [--model sface] [--device auto] [--n 256] [--repeats 3]
 
 Prints faces/s for batch sizes 1 (the baseline), 8, 32 and 128 on real aligned faces from
-../shared/data/faces/deepface, the ratio of each to the baseline, and the machine.
-Best of --repeats runs; one warm-up run first.
+../shared/data/faces/deepface, the ratio of each to the baseline, the true floor (the model
+alone on the same preprocessed faces, best batch size and memory layout under
+``inference_mode``: ``benchmarks/floor.py``) and the machine. Best of --repeats runs; one
+warm-up run first. The CPU allocator is tuned as the CLI and the apps tune it
+(``core.device.tune_cpu_allocator``) unless ``--no-mallopt``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,11 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--n", type=int, default=256, help="faces per run")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-mallopt", action="store_true", help="leave glibc's allocator as it is")
     args = ap.parse_args()
+    from core.device import tune_cpu_allocator
+
+    tuned = False if args.no_mallopt else tune_cpu_allocator()
 
     runner = Runner(model=args.model, device=args.device, threshold=0.0)
     emb = runner.embedder
@@ -59,7 +66,7 @@ def main() -> None:
             best = min(best, time.perf_counter() - t)
         return args.n / best
 
-    print(f"model {emb.name}, device {emb.device}: {machine(emb.device)}")
+    print(f"model {emb.name}, device {emb.device}: {machine(emb.device)}; allocator tuned: {tuned}")
     print(f"{args.n} aligned faces of {emb.input_size}x{emb.input_size}, best of {args.repeats}")
     base = run(1)
     print(f"{'batch':>6} {'faces/s':>9} {'x one-at-a-time':>16}")
@@ -67,6 +74,11 @@ def main() -> None:
     for bs in (8, 32, 128):
         r = run(bs)
         print(f"{bs:>6} {r:>9.1f} {r / base:>16.2f}")
+    if hasattr(emb, "module"):
+        from benchmarks.floor import true_floor
+
+        floor = min((true_floor(emb.module, emb.preprocess(faces), sync) for _ in range(args.repeats)), key=lambda f: f.seconds)
+        print(f"true floor: {floor}, {floor.images_per_s / base:.2f}x one-at-a-time")
     # the same embeddings whatever the batch size
     a = emb.embed_faces(faces[:32], batch_size=1)
     b = emb.embed_faces(faces[:32], batch_size=32)

@@ -1,12 +1,16 @@
-"""X-Map speed: the full three-method, three-scale X-Map of one pair against the floor (a bare
-batched forward of the same number of images) and against Captum's ``Occlusion``, in one
-process on the same model and device.
+"""X-Map speed: the full three-method, three-scale X-Map of one pair against the true floor
+(the fastest plain forward of exactly the same images) and against Captum's ``Occlusion``,
+in one process on the same model and device.
 
-    python benchmarks/bench_xmap.py [--preset full|fast] [--device auto] [--repeats 1] [--no-captum]
+    python benchmarks/bench_xmap.py [--preset full|fast] [--device auto] [--repeats 1] [--no-captum] [--quick]
 
 (a) ``core.explainers.occlusion.xmaps`` for methods 1, 2 and 3 of one pair (cache cleared):
     2 N occluded images, embedded once and shared by the three methods.
-(b) the floor: the model alone on 2 N + 2 ready-made input tensors in the same batches.
+(b) the true floor (``benchmarks/floor.py``): the model alone on exactly the images (a)
+    embedded (recorded from its calls), best over batch sizes 8-64, contiguous and
+    channels-last layouts, under ``torch.inference_mode``.
+(e) Captum ``Occlusion`` at equal passes: method 2 of each face at each scale (2 N + 6
+    passes), ``perturbations_per_eval`` = our batch size.
 (c) Captum ``Occlusion`` producing the same three maps at the same patch sizes and strides,
     with its default ``perturbations_per_eval=1``: method 2 with the cosine similarity to the
     other (unoccluded) face as the target, for each face; method 3 on the two faces stacked
@@ -16,7 +20,8 @@ process on the same model and device.
 (c') the same with ``perturbations_per_eval`` = our batch size, to separate what batching
     gives from what sharing the embeddings between methods gives.
 
-Prints seconds, images per second, the ratios a/b (aim <= 1.2) and c/a (aim >= 3), the
+``--quick`` leaves (c) and (c') out. Prints seconds, images per second, the ratios a/b (aim
+<= 1.1), e/b and c/a, the
 correlation between Captum's and our method-2 map at one scale (a correctness check: after
 undoing Captum's per-pixel averaging over covering windows they should agree to ~1 away from
 the right and bottom edges, which only we occlude), and the machine. Captum is a development dependency
@@ -40,6 +45,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.bench_embed import machine  # noqa: E402
+from benchmarks.floor import RecordInputs, floor_run, true_floor  # noqa: E402
 from core import Runner  # noqa: E402
 from core.explainers import occlusion, perturb  # noqa: E402
 
@@ -62,7 +68,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="best of this many runs of (a) and (b)")
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--no-captum", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="only Captum at equal passes, not its three-method maps")
+    ap.add_argument("--no-mallopt", action="store_true", help="leave glibc's allocator as it is (core.device.tune_cpu_allocator)")
     args = ap.parse_args()
+    from core.device import tune_cpu_allocator
+
+    tuned = False if args.no_mallopt else tune_cpu_allocator()
 
     runner = Runner(model=args.model, device=args.device, threshold=0.0)
     emb = runner.embedder
@@ -75,27 +86,30 @@ def main() -> None:
     bs = args.batch_size or emb.batch_size
     sync = torch.cuda.synchronize if emb.device.type == "cuda" else (lambda: None)
     print(f"{machine(emb.device)}; model {emb.name} ({size} px), batch {bs}, preset {args.preset}: "
-          f"patches of {patches} px, stride {stride}, {n_img} forward passes per pair")  # fmt: skip
+          f"patches of {patches} px, stride {stride}, {n_img} forward passes per pair; allocator tuned: {tuned}")  # fmt: skip
 
     def run_a() -> None:
         perturb.clear_cache()
         occlusion.xmaps(pair, emb, (1, 2, 3), params, batch_size=bs)
 
-    x0 = emb.preprocess([pair.a.image])
-    ready = [x0.expand(min(bs, n_img - i), -1, -1, -1).contiguous(memory_format=torch.channels_last if emb.channels_last else torch.contiguous_format)
-             for i in range(0, n_img, bs)]  # fmt: skip
-
-    @torch.no_grad()
-    def run_b() -> None:
-        for x in ready:
-            F.normalize(emb.module(x), dim=1).cpu()
-
     run_a()  # warm-up
-    run_b()
-    ta = min(timed(run_a, sync) for _ in range(args.repeats))
-    tb = min(timed(run_b, sync) for _ in range(args.repeats))
+    with RecordInputs(emb) as rec:
+        run_a()
+    images = rec.images()
+    floor = true_floor(emb.module, images, sync)  # which setting is fastest
+    run_b = floor_run(emb.module, images, floor)
+    runs: dict[str, list[float]] = {"a": [], "b": [], "e": []}
+    captum = None if args.no_captum else captum_equal_passes(emb, pair, patches, stride, params, bs)
+    for _ in range(args.repeats):  # interleaved: only runs taken side by side compare on a noisy machine
+        runs["a"].append(timed(run_a, sync))
+        runs["b"].append(timed(run_b, sync))
+        if captum is not None:
+            runs["e"].append(timed(captum, sync))
+    ta, tb = min(runs["a"]), min(runs["b"])
+    print(f"best of {args.repeats} interleaved runs each")
     print(f"(a) full X-Map, methods 1-3      {ta:8.2f} s  {n_img / ta:7.1f} img/s")
-    print(f"(b) bare batched forward (floor) {tb:8.2f} s  {n_img / tb:7.1f} img/s   a/b = {ta / tb:.2f}  (aim <= 1.2)")
+    print(f"(b) true floor, same {len(images)} images {tb:6.2f} s  {len(images) / tb:7.1f} img/s   a/b = {ta / tb:.2f}  (aim <= 1.1)"
+          f"   best: batch {floor.batch_size}, {floor.layout}")  # fmt: skip
     if args.no_captum:
         return
 
@@ -140,11 +154,15 @@ def main() -> None:
             out[p] = (m1a, m1b, m2a, m2b, m3)
         return out
 
+    te = min(runs["e"])
+    print(f"(e) Captum Occlusion, equal passes {te:6.2f} s  {n_img / te:7.1f} img/s   e/b = {te / tb:.2f}   a/e = {ta / te:.2f}")
+    if args.quick:
+        return
     with torch.no_grad():
         tc = timed(lambda: captum_maps(1), sync)
         res = {}
         tc2 = timed(lambda: res.update(captum_maps(bs)), sync)
-    print(f"(c) Captum Occlusion, 3 methods  {tc:8.2f} s                      c/a = {tc / ta:.2f}  (aim >= 3)")
+    print(f"(c) Captum Occlusion, 3 methods  {tc:8.2f} s                      c/a = {tc / ta:.2f}")
     print(f"(c') same, perturbations_per_eval={bs:<3d}{tc2:6.2f} s                      c'/a = {tc2 / ta:.2f}")
     # correctness: Captum's method-2 map of face a against ours at the first scale
     p0 = patches[0]
@@ -159,6 +177,27 @@ def main() -> None:
     r = np.corrcoef(raw[inner].ravel(), cap[inner].ravel())[0, 1]
     print(f"check: correlation of Captum's and our method-2 map (patch {p0}, interior) = {r:.4f}; "
           f"our normalised map range [{ours[2]['maps'][0].min():.2f}, {ours[2]['maps'][0].max():.2f}]")  # fmt: skip
+
+
+def captum_equal_passes(emb, pair, patches: list[int], stride: int, params, bs: int):
+    """Captum ``Occlusion`` at equal passes: method 2 of each face at each scale (the cosine
+    similarity to the other, unoccluded face), ``perturbations_per_eval`` = ``bs``."""
+    from captum.attr import Occlusion
+
+    xa, xb = emb.preprocess([pair.a.image]), emb.preprocess([pair.b.image])
+    fill = perturb.Perturber(emb, pair.a.image, params.fill)._f
+    with torch.no_grad():
+        ea, eb = F.normalize(emb.module(torch.cat([xa, xb])), dim=1)
+
+    @torch.no_grad()
+    def run() -> None:
+        for p in patches:
+            for x, other in ((xa, eb), (xb, ea)):
+                Occlusion(lambda t, o=other: F.normalize(emb.module(t), dim=1) @ o).attribute(
+                    x, sliding_window_shapes=(3, p, p), strides=(3, stride, stride), baselines=fill, perturbations_per_eval=bs
+                )
+
+    return run
 
 
 if __name__ == "__main__":

@@ -25,3 +25,39 @@ def to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
     return x.detach().to("cpu").numpy()
+
+
+#: glibc's ``mallopt`` parameters (``malloc.h``).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_TUNED: list[bool] = []
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep the large activation buffers of a CNN's forward pass in the heap between batches.
+
+    glibc serves allocations above its mmap threshold (at most 32 MB when it adapts) with
+    fresh ``mmap`` pages and returns them on ``free``; a batch of 16 SFace crops has 51 MB
+    activations, so every layer of every batch paid for zero-filled page faults: measured,
+    the forward ran at 55-60 faces/s where it runs at 155-175 with the threshold raised
+    (``benchmarks/bench_xmap.py``, 2-core CPU). This raises the mmap threshold to 1 GB and
+    stops trimming the heap, so freed buffers are reused (the process keeps its peak memory).
+    For entry points (the CLI, the apps), not the library: it changes the whole process.
+    Linux with glibc only; elsewhere, or with ``XFV_NO_MALLOPT=1``, it does nothing. Returns
+    whether it applied."""
+    import ctypes
+    import logging
+    import os
+    import sys
+
+    if _TUNED:
+        return _TUNED[0]
+    ok = False
+    if sys.platform.startswith("linux") and os.environ.get("XFV_NO_MALLOPT") != "1":
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
+        except (OSError, AttributeError):  # not glibc (musl, ...)
+            ok = False
+    logging.getLogger(__name__).debug("CPU allocator tuned: %s", ok)
+    _TUNED.append(ok)
+    return ok

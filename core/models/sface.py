@@ -162,8 +162,32 @@ def _cbp(block: ConvBNPReLU, w: dict[str, np.ndarray], prefix: str) -> None:
     prelu.weight.data = torch.from_numpy(w[f"{prefix}_relu_gamma"]).float().reshape(-1)
 
 
-def load_sface_module(path: str | Path | None = None, check_hash: bool = True) -> SFaceNet:
-    """Build ``SFaceNet`` with the dequantised weights of the ONNX file."""
+def fold_batch_norms(net: SFaceNet) -> SFaceNet:
+    """Each block's batch norm folded into its convolution (``w * g / sqrt(v + eps)``, bias
+    ``b - m * g / sqrt(v + eps)``), the norm replaced by ``Identity``: the same function in
+    eval mode (embeddings within 1e-6) with one pass over the activations fewer per layer
+    (measured: about 1.2x faster on a CPU, ``benchmarks/bench_xmap.py``). The head's batch
+    norms stay (CAM reads the head as it is)."""
+    for block in net.modules():
+        if not isinstance(block, ConvBNPReLU) or not isinstance(block[1], nn.BatchNorm2d):
+            continue
+        conv, bn = _layer(block, 0, nn.Conv2d), _layer(block, 1, nn.BatchNorm2d)
+        if bn.running_mean is None or bn.running_var is None:
+            raise TypeError("SFace's batch norms keep running statistics")
+        with torch.no_grad():
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,  # type: ignore[arg-type]
+                              groups=conv.groups, bias=True)  # fmt: skip
+            fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            base = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            fused.bias.copy_((base - bn.running_mean) * scale + bn.bias)  # type: ignore[union-attr]
+        block[0], block[1] = fused, nn.Identity()
+    return net
+
+
+def load_sface_module(path: str | Path | None = None, check_hash: bool = True, fold: bool = True) -> SFaceNet:
+    """Build ``SFaceNet`` with the dequantised weights of the ONNX file (each block's batch
+    norm folded into its convolution unless ``fold`` is False: ``fold_batch_norms``)."""
     from .base import sha256_file
 
     path = Path(path) if path is not None else find_onnx()
@@ -187,4 +211,4 @@ def load_sface_module(path: str | Path | None = None, check_hash: bool = True) -
     fc.bias.data = torch.from_numpy(w["pre_fc1_bias_dequantized"]).float()
     _bn(_layer(net.head, 3, nn.BatchNorm1d), w, "fc1")
     log.info("SFace loaded from %s", path)
-    return net.eval()
+    return fold_batch_norms(net.eval()) if fold else net.eval()

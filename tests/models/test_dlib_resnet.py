@@ -149,3 +149,12 @@ def test_dlibs_own_inference_as_a_black_box_model_equals_the_port_and_runs_black
     ok = {e.method: e.ok for e in res.explanations}
     assert res.same and ok["xmap2"] and res.explanations[0].maps[0].shape == (150, 150)
     assert "cam" not in ok or not ok["cam"]  # CAM needs gradients: skipped or refused, never faked
+
+
+def test_folded_affines_give_the_same_descriptors():
+    _dat()
+    plain, folded = load_dlib_resnet_module(fold=False), load_dlib_resnet_module()
+    assert sum(isinstance(m, torch.nn.Identity) for m in folded.modules()) == 29
+    x = torch.rand(3, 3, 150, 150) - 0.5
+    with torch.no_grad():
+        assert float((plain(x) - folded(x)).abs().max()) < 1e-5

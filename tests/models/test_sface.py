@@ -73,3 +73,14 @@ def test_gradients_flow_to_the_input(sface):
     x = emb.preprocess([np.full((112, 112, 3), 100, np.uint8)]).requires_grad_(True)
     emb.embed(x)[0, 0].backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.needs_data
+def test_folded_batch_norms_give_the_same_embeddings(runner):
+    plain, folded = load_sface_module(fold=False), load_sface_module()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.features.modules())
+    crops = [runner.prepare(p).image for p in (MISC / "obama.jpg", MISC / "biden.jpg", DEEPFACE / "img1.jpg")]
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        a, b = torch.nn.functional.normalize(plain(x), dim=1), torch.nn.functional.normalize(folded(x), dim=1)
+    assert float((a - b).abs().max()) < 1e-5

@@ -1,0 +1,110 @@
+"""The true floor of a perturbation method: the fastest plain forward of exactly the images
+it embeds, searched over what a careful user would try: batch sizes, memory layouts
+(contiguous and channels-last) and ``torch.inference_mode``; the thread count is the
+process's (``torch.get_num_threads()``, printed by ``bench_embed.machine``). Each setting
+is timed once after a warm-up batch; the best one is the floor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BATCH_SIZES = (8, 16, 32, 64)
+LAYOUTS = {"channels-last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+@dataclass
+class Floor:
+    seconds: float
+    batch_size: int
+    layout: str
+    n_images: int
+
+    @property
+    def images_per_s(self) -> float:
+        return self.n_images / self.seconds
+
+    def __str__(self) -> str:
+        return f"{self.seconds:.2f} s ({self.images_per_s:.1f} img/s; batch {self.batch_size}, {self.layout}, inference_mode)"
+
+
+def true_floor(module: nn.Module, images: torch.Tensor, sync: Callable[[], None] = lambda: None,
+               batch_sizes: Sequence[int] = BATCH_SIZES, layouts: Sequence[str] = tuple(LAYOUTS)) -> Floor:  # fmt: skip
+    """The best time to embed ``images`` (``(N, 3, S, S)``, model-ready) with ``module``
+    alone (normalised rows, moved to the CPU as the explainers do), over ``batch_sizes`` x
+    ``layouts``; the module is left in the layout it came in."""
+    first = next(module.parameters())
+    original = torch.channels_last if first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    best: Floor | None = None
+    try:
+        for layout in layouts:
+            fmt = LAYOUTS[layout]
+            module.to(memory_format=fmt)
+            for bs in batch_sizes:
+                batches = [images[i : i + bs].contiguous(memory_format=fmt) for i in range(0, len(images), bs)]
+                with torch.inference_mode():
+                    module(batches[0])  # warm-up
+                    sync()
+                    t = time.perf_counter()
+                    for b in batches:
+                        F.normalize(module(b), dim=1).cpu()
+                    sync()
+                    took = time.perf_counter() - t
+                if best is None or took < best.seconds:
+                    best = Floor(took, bs, layout, len(images))
+    finally:
+        module.to(memory_format=original)
+    assert best is not None
+    return best
+
+
+class RecordInputs:
+    """A context manager that keeps a copy of every batch ``embedder.embed`` is given (on the
+    CPU), so a floor can be timed on exactly the images a method embedded: ``with
+    RecordInputs(emb) as rec: run(); images = rec.images()``."""
+
+    def __init__(self, embedder: object) -> None:
+        self.embedder = embedder
+        self.batches: list[torch.Tensor] = []
+
+    def __enter__(self) -> RecordInputs:
+        real = self.embedder.embed  # type: ignore[attr-defined]
+
+        def embed(batch: torch.Tensor) -> torch.Tensor:
+            self.batches.append(batch.detach().to("cpu", copy=True))
+            return real(batch)
+
+        self.embedder.embed = embed  # type: ignore[attr-defined]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.embedder.embed  # type: ignore[attr-defined]  # the class's method again
+
+    def images(self) -> torch.Tensor:
+        return torch.cat(self.batches) if self.batches else torch.zeros(0)
+
+
+def floor_run(module: nn.Module, images: torch.Tensor, floor: Floor) -> Callable[[], None]:
+    """The floor's best setting as a callable to time again (interleaved with what is compared
+    to it: on a noisy machine only runs taken side by side compare)."""
+    fmt = LAYOUTS[floor.layout]
+    batches = [images[i : i + floor.batch_size].contiguous(memory_format=fmt) for i in range(0, len(images), floor.batch_size)]
+
+    def run() -> None:
+        first = next(module.parameters())
+        original = torch.channels_last if first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        module.to(memory_format=fmt)
+        try:
+            with torch.inference_mode():
+                for b in batches:
+                    F.normalize(module(b), dim=1).cpu()
+        finally:
+            module.to(memory_format=original)
+
+    return run
