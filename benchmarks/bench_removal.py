@@ -20,34 +20,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
 
 from benchmarks.bench_embed import machine  # noqa: E402
-from benchmarks.floor import RecordInputs, floor_run, true_floor  # noqa: E402
-from core import Runner  # noqa: E402
+from benchmarks.floor import RecordInputs, bench_args, bench_setup, floor_run, true_floor  # noqa: E402
 from core.explainers import perturb  # noqa: E402
 from core.explainers.minplus import METHODS  # noqa: E402
-
-MISC = ROOT.parent / "shared" / "data" / "faces" / "misc"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="sface")
-    ap.add_argument("--device", default="auto")
+    bench_args(ap)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--preset", default="fast", choices=("fast", "full"))
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--no-mallopt", action="store_true", help="leave glibc's allocator as it is")
     args = ap.parse_args()
-    from core.device import tune_cpu_allocator
-
-    tuned = False if args.no_mallopt else tune_cpu_allocator()
-    runner = Runner(model=args.model, device=args.device, threshold=0.0)
+    tuned, runner, pair, sync = bench_setup(args)
     emb = runner.embedder
-    pair = runner.prepare_pair(MISC / "obama.jpg", MISC / "obama2.jpg")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    sync = torch.cuda.synchronize if emb.device.type == "cuda" else (lambda: None)
 
     def run() -> None:
         perturb.clear_cache()

@@ -45,11 +45,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.bench_embed import machine  # noqa: E402
-from benchmarks.floor import RecordInputs, floor_run, true_floor  # noqa: E402
-from core import Runner  # noqa: E402
+from benchmarks.floor import RecordInputs, bench_args, bench_setup, floor_run, true_floor  # noqa: E402
 from core.explainers import occlusion, perturb  # noqa: E402
-
-MISC = ROOT.parent / "shared" / "data" / "faces" / "misc"
 
 
 def timed(fn, sync) -> float:
@@ -62,29 +59,20 @@ def timed(fn, sync) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="sface")
-    ap.add_argument("--device", default="auto")
+    bench_args(ap, repeats=1)
     ap.add_argument("--preset", default="full", choices=sorted(occlusion.PRESETS))
-    ap.add_argument("--repeats", type=int, default=1, help="best of this many runs of (a) and (b)")
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--no-captum", action="store_true")
     ap.add_argument("--quick", action="store_true", help="only Captum at equal passes, not its three-method maps")
-    ap.add_argument("--no-mallopt", action="store_true", help="leave glibc's allocator as it is (core.device.tune_cpu_allocator)")
     args = ap.parse_args()
-    from core.device import tune_cpu_allocator
-
-    tuned = False if args.no_mallopt else tune_cpu_allocator()
-
-    runner = Runner(model=args.model, device=args.device, threshold=0.0)
+    tuned, runner, pair, sync = bench_setup(args)
     emb = runner.embedder
-    pair = runner.prepare_pair(MISC / "obama.jpg", MISC / "obama2.jpg")
     params = occlusion.XMapParams.from_knobs(preset=args.preset)
     size = emb.input_size
     patches, stride, _ = params.scaled(size)
     patches = [params.hidden_width(p, size) for p in patches]  # the pixels each patch hides (the authors' p + 1)
     n_img = 2 * sum(occlusion.n_occlusions(size, p, stride) for p in patches) + 2
     bs = args.batch_size or emb.batch_size
-    sync = torch.cuda.synchronize if emb.device.type == "cuda" else (lambda: None)
     print(f"{machine(emb.device)}; model {emb.name} ({size} px), batch {bs}, preset {args.preset}: "
           f"patches of {patches} px, stride {stride}, {n_img} forward passes per pair; allocator tuned: {tuned}")  # fmt: skip
 

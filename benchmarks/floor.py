@@ -7,9 +7,12 @@ is timed once after a warm-up batch; the best one is the floor.
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -108,3 +111,27 @@ def floor_run(module: nn.Module, images: torch.Tensor, floor: Floor) -> Callable
             module.to(memory_format=original)
 
     return run
+
+
+def bench_args(ap: argparse.ArgumentParser, repeats: int = 3) -> None:
+    """The flags every perturbation benchmark shares: ``--model``, ``--device``, ``--repeats``, ``--no-mallopt``."""
+    ap.add_argument("--model", default="sface")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeats", type=int, default=repeats, help="best of this many interleaved runs")
+    ap.add_argument("--no-mallopt", action="store_true", help="leave glibc's allocator as it is (core.device.tune_cpu_allocator)")
+
+
+def bench_setup(args: argparse.Namespace) -> tuple[bool, Any, Any, Callable[[], None]]:
+    """Tune the allocator (unless ``--no-mallopt``) as the CLI does, load the model and align
+    the benchmark pair (obama / obama2 of ``../shared/data/faces/misc``): ``(tuned, runner,
+    pair, sync)``, ``sync`` waiting for CUDA where the model runs on it."""
+    from core import Runner
+    from core.device import tune_cpu_allocator
+
+    tuned = False if args.no_mallopt else tune_cpu_allocator()
+    runner = Runner(model=args.model, device=args.device, threshold=0.0)
+    emb = runner.embedder
+    misc = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "misc"
+    pair = runner.prepare_pair(misc / "obama.jpg", misc / "obama2.jpg")
+    sync = torch.cuda.synchronize if emb.device.type == "cuda" else (lambda: None)
+    return tuned, runner, pair, sync
