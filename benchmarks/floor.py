@@ -37,26 +37,39 @@ class Floor:
         return f"{self.seconds:.2f} s ({self.images_per_s:.1f} img/s; batch {self.batch_size}, {self.layout}, inference_mode)"
 
 
+def _layout(module: nn.Module) -> torch.memory_format:
+    """The memory layout ``module``'s first weight is in."""
+    first = next(module.parameters())
+    return torch.channels_last if first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
+def _batches(images: torch.Tensor, batch_size: int, fmt: torch.memory_format) -> list[torch.Tensor]:
+    return [images[i : i + batch_size].contiguous(memory_format=fmt) for i in range(0, len(images), batch_size)]
+
+
+def _forward_all(module: nn.Module, batches: list[torch.Tensor]) -> None:
+    """The plain forward of every batch, normalised rows moved to the CPU as the explainers do."""
+    for b in batches:
+        F.normalize(module(b), dim=1).cpu()
+
+
 def true_floor(module: nn.Module, images: torch.Tensor, sync: Callable[[], None] = lambda: None,
                batch_sizes: Sequence[int] = BATCH_SIZES, layouts: Sequence[str] = tuple(LAYOUTS)) -> Floor:  # fmt: skip
     """The best time to embed ``images`` (``(N, 3, S, S)``, model-ready) with ``module``
-    alone (normalised rows, moved to the CPU as the explainers do), over ``batch_sizes`` x
-    ``layouts``; the module is left in the layout it came in."""
-    first = next(module.parameters())
-    original = torch.channels_last if first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    alone, over ``batch_sizes`` x ``layouts``; the module is left in the layout it came in."""
+    original = _layout(module)
     best: Floor | None = None
     try:
         for layout in layouts:
             fmt = LAYOUTS[layout]
             module.to(memory_format=fmt)
             for bs in batch_sizes:
-                batches = [images[i : i + bs].contiguous(memory_format=fmt) for i in range(0, len(images), bs)]
+                batches = _batches(images, bs, fmt)
                 with torch.inference_mode():
                     module(batches[0])  # warm-up
                     sync()
                     t = time.perf_counter()
-                    for b in batches:
-                        F.normalize(module(b), dim=1).cpu()
+                    _forward_all(module, batches)
                     sync()
                     took = time.perf_counter() - t
                 if best is None or took < best.seconds:
@@ -97,16 +110,14 @@ def floor_run(module: nn.Module, images: torch.Tensor, floor: Floor) -> Callable
     """The floor's best setting as a callable to time again (interleaved with what is compared
     to it: on a noisy machine only runs taken side by side compare)."""
     fmt = LAYOUTS[floor.layout]
-    batches = [images[i : i + floor.batch_size].contiguous(memory_format=fmt) for i in range(0, len(images), floor.batch_size)]
+    batches = _batches(images, floor.batch_size, fmt)
 
     def run() -> None:
-        first = next(module.parameters())
-        original = torch.channels_last if first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        original = _layout(module)
         module.to(memory_format=fmt)
         try:
             with torch.inference_mode():
-                for b in batches:
-                    F.normalize(module(b), dim=1).cpu()
+                _forward_all(module, batches)
         finally:
             module.to(memory_format=original)
 

@@ -96,14 +96,20 @@ def warp_between(face_to: AlignedFace, face_from: AlignedFace, image: np.ndarray
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Spearman's rho of two equal-length samples (average ranks for ties); None when either is constant."""
-    from scipy.stats import rankdata
+    """Spearman's rho of two equal-length samples (scipy's, average ranks for ties); None when
+    either is constant (where rho is undefined)."""
+    from scipy.stats import spearmanr
 
     x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
-    rx, ry = rankdata(x), rankdata(y)
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(spearmanr(x, y).statistic)
+
+
+def _at_crop_size(saliency: np.ndarray, face: AlignedFace) -> np.ndarray:
+    """A map at its face's crop size (coarse maps are upsampled bilinearly)."""
+    m = np.asarray(saliency, np.float32)
+    return m if m.shape == (face.size, face.size) else np.asarray(cv2.resize(m, (face.size, face.size), interpolation=cv2.INTER_LINEAR), np.float32)
 
 
 def map_correlation(first: PairResult, second: PairResult, e1: Explanation, e2: Explanation) -> list[float | None]:
@@ -111,13 +117,8 @@ def map_correlation(first: PairResult, second: PairResult, e1: Explanation, e2: 
     the pixels both crops show."""
     out: list[float | None] = []
     for i, (f1, f2) in enumerate(zip(first.pair, second.pair, strict=True)):
-        m1 = np.asarray(e1.maps[i], np.float32)
-        if m1.shape != (f1.size, f1.size):
-            m1 = np.asarray(cv2.resize(m1, (f1.size, f1.size), interpolation=cv2.INTER_LINEAR), np.float32)
-        m2 = np.asarray(e2.maps[i], np.float32)
-        if m2.shape != (f2.size, f2.size):
-            m2 = np.asarray(cv2.resize(m2, (f2.size, f2.size), interpolation=cv2.INTER_LINEAR), np.float32)
-        warped, cover = warp_between(f1, f2, m2)
+        m1 = _at_crop_size(e1.maps[i], f1)
+        warped, cover = warp_between(f1, f2, _at_crop_size(e2.maps[i], f2))
         out.append(spearman(m1[cover], warped[cover]) if cover.sum() >= 3 else None)
     return out
 

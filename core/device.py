@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -29,9 +31,9 @@ def to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
 
 #: glibc's ``mallopt`` parameters (``malloc.h``).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_TUNED: list[bool] = []
 
 
+@functools.cache  # once per process
 def tune_cpu_allocator() -> bool:
     """Keep the large activation buffers of a CNN's forward pass in the heap between batches.
 
@@ -49,8 +51,6 @@ def tune_cpu_allocator() -> bool:
     import os
     import sys
 
-    if _TUNED:
-        return _TUNED[0]
     ok = False
     if sys.platform.startswith("linux") and os.environ.get("XFV_NO_MALLOPT") != "1":
         try:
@@ -59,5 +59,4 @@ def tune_cpu_allocator() -> bool:
         except (OSError, AttributeError):  # not glibc (musl, ...)
             ok = False
     logging.getLogger(__name__).debug("CPU allocator tuned: %s", ok)
-    _TUNED.append(ok)
     return ok

@@ -48,7 +48,26 @@ def chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
-class TorchEmbedder:
+class BatchedEmbedding:
+    """``embed_faces`` for an embedder with ``preprocess``, ``embed`` and ``batch_size``: the
+    no-gradient, batched embedding of whole lists of crops (``types.EmbedsFaces``)."""
+
+    batch_size: int
+
+    def preprocess(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def embed_faces(self, faces: Sequence[np.ndarray], batch_size: int | None = None) -> torch.Tensor:
+        """Embeddings of RGB crops, ``batch_size`` at a time (a cost knob: same result)."""
+        bs = batch_size or self.batch_size
+        return torch.cat([self.embed(self.preprocess(faces[sl])) for sl in chunks(len(faces), bs)])
+
+
+class TorchEmbedder(BatchedEmbedding):
     """Wraps an ``nn.Module`` that maps ``(B, 3, S, S)`` to ``(B, D)`` embeddings.
 
     ``preprocess`` turns RGB ``uint8`` crops into ``(x - mean) / std`` (per channel, in
@@ -143,10 +162,3 @@ class TorchEmbedder:
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.module(batch), dim=1)
-
-    @torch.no_grad()
-    def embed_faces(self, faces: Sequence[np.ndarray], batch_size: int | None = None) -> torch.Tensor:
-        """Embeddings of RGB crops, ``batch_size`` at a time (a cost knob: same result)."""
-        bs = batch_size or self.batch_size
-        out = [self.embed(self.preprocess(faces[sl])) for sl in chunks(len(faces), bs)]
-        return torch.cat(out)

@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ModelUnavailableError
-from .base import chunks
+from .base import BatchedEmbedding
 from .dlib_resnet import DAT_SHA256, EMBEDDING_DIM, INPUT_SIZE, find_dat
 
 
-class DlibNativeEmbedder:
+class DlibNativeEmbedder(BatchedEmbedding):
     """dlib's own inference of the ResNet descriptor (no gradients)."""
 
     name = "dlib_resnet_native"
@@ -60,8 +60,3 @@ class DlibNativeEmbedder:
         chips = batch.detach().round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         descriptors = self._model.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
         return F.normalize(torch.tensor(np.array([np.array(d) for d in descriptors]), dtype=torch.float32), dim=1)
-
-    @torch.no_grad()
-    def embed_faces(self, faces: Sequence[np.ndarray], batch_size: int | None = None) -> torch.Tensor:
-        bs = batch_size or self.batch_size
-        return torch.cat([self.embed(self.preprocess(faces[sl])) for sl in chunks(len(faces), bs)])

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from ..types import FaceEmbedder, alignment_of, batch_size_of
-from .base import chunks
+from .base import BatchedEmbedding
 
 
-class FlipAveraged:
+class FlipAveraged(BatchedEmbedding):
     """``inner`` with flip-averaged embeddings; named ``<inner>_flip`` (its own calibration)."""
 
     differentiable = False
@@ -47,8 +47,3 @@ class FlipAveraged:
         both = self.inner.embed(torch.cat([batch, batch.flip(-1)]))
         n = len(batch)
         return F.normalize(both[:n] + both[n:], dim=1)
-
-    @torch.no_grad()
-    def embed_faces(self, faces: Sequence[np.ndarray], batch_size: int | None = None) -> torch.Tensor:
-        bs = batch_size or self.batch_size
-        return torch.cat([self.embed(self.preprocess(faces[sl])) for sl in chunks(len(faces), bs)])
