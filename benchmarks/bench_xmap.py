@@ -9,6 +9,10 @@ in one process on the same model and device.
 (b) the true floor (``benchmarks/floor.py``): the model alone on exactly the images (a)
     embedded (recorded from its calls), best over batch sizes 8-64, contiguous and
     channels-last layouts, under ``torch.inference_mode``.
+(i) the same X-Map with incremental inference (``core.models.incremental``, Nakandala et al.
+    2019: per occlusion only the windows the patch changes, layer by layer), its largest map
+    difference to (a), and per patch size the incremental embeddings against the floor's best
+    setting on that scale's images. (a) runs with ``incremental=False``.
 (e) Captum ``Occlusion`` at equal passes: method 2 of each face at each scale (2 N + 6
     passes), ``perturbations_per_eval`` = our batch size.
 (c) Captum ``Occlusion`` producing the same three maps at the same patch sizes and strides,
@@ -21,7 +25,7 @@ in one process on the same model and device.
     gives from what sharing the embeddings between methods gives.
 
 ``--quick`` leaves (c) and (c') out. Prints seconds, images per second, the ratios a/b (aim
-<= 1.1), e/b and c/a, the
+<= 1.1), i/b (below 1 is faster than the floor), e/b and c/a, the
 correlation between Captum's and our method-2 map at one scale (a correctness check: after
 undoing Captum's per-pixel averaging over covering windows they should agree to ~1 away from
 the right and bottom edges, which only we occlude), and the machine. Captum is a development dependency
@@ -78,7 +82,11 @@ def main() -> None:
 
     def run_a() -> None:
         perturb.clear_cache()
-        occlusion.xmaps(pair, emb, (1, 2, 3), params, batch_size=bs)
+        occlusion.xmaps(pair, emb, (1, 2, 3), params, batch_size=bs, incremental=False)
+
+    def run_i() -> dict:
+        perturb.clear_cache()
+        return occlusion.xmaps(pair, emb, (1, 2, 3), params, batch_size=bs, incremental=True)
 
     run_a()  # warm-up
     with RecordInputs(emb) as rec:
@@ -86,11 +94,12 @@ def main() -> None:
     images = rec.images()
     floor = true_floor(emb.module, images, sync)  # which setting is fastest
     run_b = floor_run(emb.module, images, floor)
-    runs: dict[str, list[float]] = {"a": [], "b": [], "e": []}
+    runs: dict[str, list[float]] = {"a": [], "b": [], "e": [], "i": []}
     captum = None if args.no_captum else captum_equal_passes(emb, pair, patches, stride, params, bs)
     for _ in range(args.repeats):  # interleaved: only runs taken side by side compare on a noisy machine
         runs["a"].append(timed(run_a, sync))
         runs["b"].append(timed(run_b, sync))
+        runs["i"].append(timed(run_i, sync))
         if captum is not None:
             runs["e"].append(timed(captum, sync))
     ta, tb = min(runs["a"]), min(runs["b"])
@@ -98,6 +107,14 @@ def main() -> None:
     print(f"(a) full X-Map, methods 1-3      {ta:8.2f} s  {n_img / ta:7.1f} img/s")
     print(f"(b) true floor, same {len(images)} images {tb:6.2f} s  {len(images) / tb:7.1f} img/s   a/b = {ta / tb:.2f}  (aim <= 1.1)"
           f"   best: batch {floor.batch_size}, {floor.layout}")  # fmt: skip
+    ti = min(runs["i"])
+    perturb.clear_cache()
+    plain = occlusion.xmaps(pair, emb, (1, 2, 3), params, batch_size=bs, incremental=False)
+    inc = run_i()
+    diff = max(float(np.abs(inc[m]["maps"][f] - plain[m]["maps"][f]).max()) for m in (1, 2, 3) for f in (0, 1))
+    print(f"(i) X-Map, incremental inference {ti:8.2f} s  {n_img / ti:7.1f} img/s   i/b = {ti / tb:.2f}  (below 1: faster than the floor)"
+          f"   largest map difference to (a) {diff:.1e}")  # fmt: skip
+    per_scale(emb, pair, params, patches, stride, bs, images, floor, sync)
     if args.no_captum:
         return
 
@@ -165,6 +182,24 @@ def main() -> None:
     r = np.corrcoef(raw[inner].ravel(), cap[inner].ravel())[0, 1]
     print(f"check: correlation of Captum's and our method-2 map (patch {p0}, interior) = {r:.4f}; "
           f"our normalised map range [{ours[2]['maps'][0].min():.2f}, {ours[2]['maps'][0].max():.2f}]")  # fmt: skip
+
+
+def per_scale(emb, pair, params, patches: list[int], stride: int, bs: int, images: torch.Tensor, floor, sync) -> None:
+    """Incremental inference against the floor's best setting on each scale's own images
+    (``images`` as recorded: per scale face a then face b, the two references last)."""
+    start = 0
+    for p in patches:
+        masks = occlusion.occlusion_masks(emb.input_size, p, stride, params.patch_shape)
+        n = masks.shape[0]
+        run_f = floor_run(emb.module, images[start : start + 2 * n], floor)
+        start += 2 * n
+
+        def run_inc(masks: torch.Tensor = masks) -> None:
+            for face in pair:
+                perturb.Perturber(emb, face.image, params.fill, params.seed, bs, incremental=True).embed(masks)
+
+        tf, tinc = timed(run_f, sync), timed(run_inc, sync)
+        print(f"    patch {p:3d} px: {2 * n:5d} images, floor {tf:6.2f} s, incremental {tinc:6.2f} s, ratio {tinc / tf:.2f}")
 
 
 def captum_equal_passes(emb, pair, patches: list[int], stride: int, params, bs: int):

@@ -54,6 +54,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..models.incremental import enabled as inc_enabled
 from ..types import Explanation, FaceEmbedder, FacePair
 from . import perturb
 from .base import BaseExplainer, explainer
@@ -175,17 +176,23 @@ class OcclusionSet:
 
 
 def _occluded_embeddings(embedder: FaceEmbedder, image: np.ndarray, masks: torch.Tensor, params: XMapParams, key: str,
-                         batch_size: int | None, progress: Callable[[int, int], Any] | None, ledger: perturb.Ledger) -> torch.Tensor:  # fmt: skip
+                         batch_size: int | None, progress: Callable[[int, int], Any] | None, ledger: perturb.Ledger,
+                         incremental: bool) -> torch.Tensor:  # fmt: skip
     def compute() -> torch.Tensor:
-        return perturb.Perturber(embedder, image, params.fill, params.seed, batch_size, ledger).embed(masks, progress=progress)
+        return perturb.Perturber(embedder, image, params.fill, params.seed, batch_size, ledger, incremental).embed(masks, progress=progress)
 
     return perturb.remember(key, compute, ledger)
 
 
 def occlusion_sets(pair: FacePair, embedder: FaceEmbedder, params: XMapParams, batch_size: int | None = None,
-                   progress: Callable[[float, str], Any] | None = None, ledger: perturb.Ledger | None = None) -> list[OcclusionSet]:  # fmt: skip
+                   progress: Callable[[float, str], Any] | None = None, ledger: perturb.Ledger | None = None,
+                   incremental: bool | None = None) -> list[OcclusionSet]:  # fmt: skip
     """Occluded embeddings of both faces at every scale (cached by model, image, knobs, with
-    who computed them: see ``perturb.remember``; passes and cache hits go on ``ledger``)."""
+    who computed them: see ``perturb.remember``; passes and cache hits go on ``ledger``).
+    ``incremental`` (default: on unless ``XFV_INCREMENTAL=0``) recomputes only what each
+    patch changes, layer by layer, where the model allows it (``models.incremental``; the
+    same embeddings within float rounding, so the cache key does not include it)."""
+    incremental = inc_enabled() if incremental is None else incremental
     ledger = ledger if ledger is not None else perturb.Ledger()
     size = int(embedder.input_size)
     patches, stride, blur = params.scaled(size)
@@ -206,7 +213,7 @@ def occlusion_sets(pair: FacePair, embedder: FaceEmbedder, params: XMapParams, b
                 if progress is not None:
                     progress((base + i) / total, f"occlusions {base + i}/{total}")
 
-            embs.append(_occluded_embeddings(embedder, im, masks, params, key, batch_size, tick, ledger))
+            embs.append(_occluded_embeddings(embedder, im, masks, params, key, batch_size, tick, ledger, incremental))
             done += masks.shape[0]
         out.append(OcclusionSet(q, masks, embs[0], embs[1]))
     return out
@@ -251,7 +258,7 @@ def smooth_normalise(s_bar: np.ndarray, stride: int) -> tuple[np.ndarray, float]
 
 def xmaps(pair: FacePair, embedder: FaceEmbedder, methods: Sequence[int] = METHODS, params: XMapParams | None = None,
           batch_size: int | None = None, progress: Callable[[float, str], Any] | None = None,
-          ledger: perturb.Ledger | None = None) -> dict[int, dict[str, Any]]:  # fmt: skip
+          ledger: perturb.Ledger | None = None, incremental: bool | None = None) -> dict[int, dict[str, Any]]:  # fmt: skip
     """X-Maps of both faces for each requested method from one set of occluded embeddings:
     ``{method: {"maps": [map1, map2], "scales": [scale1, scale2], "raw": [...]}}``. The
     passes run and the cached embeddings served (with who computed them) go on ``ledger``."""
@@ -259,7 +266,7 @@ def xmaps(pair: FacePair, embedder: FaceEmbedder, methods: Sequence[int] = METHO
     ledger = ledger if ledger is not None else perturb.Ledger()
     size = int(embedder.input_size)
     patches, stride, _ = params.scaled(size)
-    sets = occlusion_sets(pair, embedder, params, batch_size, progress, ledger)
+    sets = occlusion_sets(pair, embedder, params, batch_size, progress, ledger, incremental)
     e1, e2 = _references(pair, embedder, batch_size, ledger)
     d_orig = float(1 - e1 @ e2)
     out: dict[int, dict[str, Any]] = {}

@@ -37,6 +37,8 @@ import torch.nn.functional as F
 
 from ..errors import InvalidParameterError
 from ..models.base import chunks
+from ..models.incremental import FULL_FRACTION, IncrementalOcclusion
+from ..models.incremental import plan_of as incremental_plan
 from ..types import FaceEmbedder, TorchFaceEmbedder, batch_size_of
 
 log = logging.getLogger(__name__)
@@ -312,7 +314,7 @@ class Perturber:
     """
 
     def __init__(self, embedder: FaceEmbedder, image: np.ndarray, fill: str | float | tuple = "black", seed: int = 0,
-                 batch_size: int | None = None, ledger: Ledger | None = None) -> None:  # fmt: skip
+                 batch_size: int | None = None, ledger: Ledger | None = None, incremental: bool = False) -> None:  # fmt: skip
         self.embedder = embedder
         self.ledger = ledger if ledger is not None else Ledger()
         self.size = int(embedder.input_size)
@@ -335,6 +337,9 @@ class Perturber:
                     hi = embedder.preprocess([np.minimum(np.floor(self.fill) + 1, 255).astype(np.uint8)]).float()
                     frac = torch.from_numpy(self.fill - np.floor(self.fill)).to(self.device).permute(2, 0, 1)[None]
                     self._f = lo + (hi - lo) * frac
+        # incremental inference for compact masks (occlusion patches): models.incremental
+        self._plan = incremental_plan(embedder) if incremental and self.affine else None
+        self._engine: IncrementalOcclusion | None = None
 
     def compose(self, masks: torch.Tensor) -> torch.Tensor:
         """Model-ready batch of perturbed images for ``(B, S, S)`` masks."""
@@ -365,17 +370,54 @@ class Perturber:
         out = []
         done = 0
         for sl in chunks(n, self.batch_size):
-            out.append(self.embedder.embed(self.compose(get(sl))).float().cpu())
+            out.append(self._embed_batch(get(sl)).float().cpu())
             done += sl.stop - sl.start
             self.ledger.ran(sl.stop - sl.start)
             if progress is not None:
                 progress(done, n)
         return torch.cat(out) if out else torch.zeros((0, self.embedder.embedding_dim))
 
+    def _embed_batch(self, masks: torch.Tensor) -> torch.Tensor:
+        """Embeddings of one batch: incremental when the masks' common bounding box is
+        small enough to pay (``models.incremental``), else the full forward pass."""
+        x = self.compose(masks)
+        if self._plan is None or masks.shape[0] == 0:
+            return self.embedder.embed(x)
+        box = window_of(masks.to(self.device))
+        if box is None:
+            return self.embedder.embed(x)
+        (y0, h), (x0, w) = box
+        if self._engine is None:
+            self._engine = IncrementalOcclusion(self._plan, self._x)
+        b = torch.arange(x.shape[0], device=x.device)[:, None, None]
+        ys = (y0[:, None] + torch.arange(h, device=x.device))[:, :, None]
+        xs = (x0[:, None] + torch.arange(w, device=x.device))[:, None, :]
+        windows = x.permute(0, 2, 3, 1)[b, ys, xs].permute(0, 3, 1, 2)
+        return F.normalize(self._engine.embed(windows, y0, x0), dim=1)
+
     @torch.no_grad()
     def reference(self) -> torch.Tensor:
         """Embedding of the unperturbed face (one forward pass)."""
         return self.embed(torch.zeros((1, self.size, self.size)))[0]
+
+
+def window_of(masks: torch.Tensor, max_fraction: float = FULL_FRACTION) -> tuple[tuple[torch.Tensor, int], tuple[torch.Tensor, int]] | None:
+    """Per mask of ``(B, S, S)`` the top row and left column of a window of one common size
+    that holds every non-zero pixel (moved inside the map at the edges): ``((y0, h), (x0,
+    w))``, or None when that window covers more than ``max_fraction`` of the map."""
+    s_h, s_w = masks.shape[1:]
+    rows, cols = masks.amax(2) > 0, masks.amax(1) > 0
+
+    def span(hit: torch.Tensor, n: int) -> tuple[torch.Tensor, int]:
+        idx = torch.arange(n, device=hit.device)
+        first = torch.where(hit, idx, n).amin(1)
+        last = torch.where(hit, idx, -1).amax(1)
+        first = torch.where(last < 0, 0, first)  # an empty mask: any one-pixel window
+        size = int((last - first).clamp(min=0).max()) + 1
+        return first.clamp(max=n - size), size
+
+    (y0, h), (x0, w) = span(rows, s_h), span(cols, s_w)
+    return None if h * w > max_fraction * s_h * s_w else ((y0, h), (x0, w))
 
 
 @torch.no_grad()

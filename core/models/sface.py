@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelUnavailableError
+from .incremental import IncrementalPlan, leaves
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,18 @@ class SFaceNet(nn.Module):
             nn.BatchNorm1d(embedding_dim, eps=2e-5),
         )
 
+    @staticmethod
+    def normalise(x: torch.Tensor) -> torch.Tensor:
+        """The graph's input map, 0-255 pixels to about [-1, 1]."""
+        return (x - 127.5) * 0.0078125
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, 3, S, S)`` pixels in 0-255, in the channel order of the ONNX input."""
-        return self.head(self.features((x - 127.5) * 0.0078125))
+        return self.head(self.features(self.normalise(x)))
+
+    def incremental_plan(self) -> IncrementalPlan:
+        """The network as a plain stack for incremental occlusion (``models.incremental``)."""
+        return IncrementalPlan(self.normalise, leaves(self.features), self.head)
 
 
 def find_onnx() -> Path:
