@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import TorchEmbedder
+
 log = logging.getLogger(__name__)
 
 #: Pointwise layer types: output pixel (y, x) depends only on input pixel (y, x).
@@ -175,7 +177,12 @@ def enabled() -> bool:
 
 
 def plan_of(embedder: object) -> IncrementalPlan | None:
-    """The incremental plan of an embedder's torch module, when it has one."""
+    """The incremental plan of an embedder's torch module, when it has one and the embedder
+    embeds with that module alone (``TorchEmbedder.embed``: the normalised module output).
+    A subclass that overrides ``embed`` (test-time augmentation, a second model) gets None:
+    the plan describes the module, not what such an ``embed`` does."""
+    if not isinstance(embedder, TorchEmbedder) or type(embedder).embed is not TorchEmbedder.embed:
+        return None
     module = getattr(embedder, "module", None)
     make = getattr(module, "incremental_plan", None)
     return make() if callable(make) else None

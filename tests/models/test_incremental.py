@@ -116,6 +116,27 @@ def test_networks_it_cannot_handle_are_refused() -> None:
     assert inc.plan_of(object()) is None
 
 
+class _FlipTTA(TorchEmbedder):
+    """Embeds each face and its mirror image: the module's plan does not describe this."""
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        return super().embed(batch) + super().embed(batch.flip(3))
+
+
+def test_an_embedder_with_its_own_embed_gets_no_plan() -> None:
+    net = _net(2)
+    assert inc.plan_of(_embedder(net)) is not None
+    tta = _FlipTTA("tiny_tta", net, 112, 16, device="cpu", feature_layer="features", head="head", batch_size=32)
+    assert inc.plan_of(tta) is None
+    masks = torch.zeros((3, 112, 112))
+    for i, (y, x) in enumerate(((0, 0), (40, 70), (90, 5))):
+        masks[i, y : y + 15, x : x + 15] = 1
+    face = (np.random.default_rng(0).random((112, 112, 3)) * 255).astype(np.uint8)
+    got = perturb.Perturber(tta, face, incremental=True).embed(masks)
+    want = perturb.Perturber(tta, face, incremental=False).embed(masks)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
 class _Residual(nn.Module):
     def __init__(self) -> None:
         super().__init__()
