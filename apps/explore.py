@@ -30,6 +30,8 @@ from core.batch import (
     sort_key_names,
     sort_rows,
 )
+from core.batch.parquet import is_store
+from core.batch.view import PairView
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +172,15 @@ def run_explore_uploads(runner: Any, uploads: Any, methods: list[str] | None = N
 
 
 def open_explore(out_dir: Any) -> dict[str, Any]:
-    """A batch saved earlier (its folder), as ``run_explore`` gives it, without recomputing."""
+    """A batch saved earlier (its folder), or a results store (``apps.explore_store``), as
+    ``run_explore`` gives it, without recomputing."""
     out = _path(out_dir)
     if not out:
         return {"ok": False, "message": "Give the folder of a saved batch."}
+    if is_store(out):
+        from apps.explore_store import open_store
+
+        return open_store(out)
     try:
         res = load_batch(out)
     except XFVError as e:
@@ -242,6 +249,10 @@ def explore_view(out_dir: Any, index: Any) -> dict[str, Any]:
         i = int(index)
     except (TypeError, ValueError):
         return {"ok": False, "message": "Click a row of the table to see its maps."}
+    if is_store(out):
+        from apps.explore_store import store_view
+
+        return store_view(out, i)
     try:
         batch = load_batch(out)
         row = batch.row(i)
@@ -254,6 +265,11 @@ def explore_view(out_dir: Any, index: Any) -> dict[str, Any]:
         view = pair_view(out, i)
     except XFVError as e:
         return {"ok": False, "message": f"Could not open pair {i}: {e}", "title": title}
+    return _view_dict(title, row, view)
+
+
+def _view_dict(title: str, row: BatchRow, view: PairView) -> dict[str, Any]:
+    """What ``explore_view`` gives for a pair's ``PairView`` (a saved batch's or a store's)."""
     truth = ""
     if row.label is not None:
         truth = f" The pair is labelled **{'same person' if row.label == SAME else 'different people'}**: the decision is " + (

@@ -11,6 +11,7 @@ from apps.gradio_parts import PHOTO_SUFFIXES, _viewer_updates, cancellable, on_c
 from apps.grid import gallery_columns, gallery_items, viewer
 from apps.handlers import PRESETS, Runners, method_choices, model_choices, runner_capabilities, work_dir
 from apps.uploads import server_paths_allowed
+from core.batch.parquet import is_store
 
 
 def explore_tab(runners: Runners) -> None:
@@ -18,6 +19,7 @@ def explore_tab(runners: Runners) -> None:
     a folder of identity sub-folders) through the batch path with progress, a table to sort
     and filter, and the maps of the row clicked (handlers: ``apps.explore``)."""
     from apps import explore
+    from apps.explore_store import store_table
 
     def frame(table: dict[str, Any]) -> dict[str, Any]:
         return gr.update(value={"headers": table["headers"], "data": table["values"]})
@@ -28,7 +30,9 @@ def explore_tab(runners: Runners) -> None:
     def run_now(model, upload, methods, preset, per_label, folder, progress):
         report = lambda f, msg: progress(f, desc=msg)  # noqa: E731
         folder = (folder or "").strip() if server_paths else ""
-        if folder and not upload:  # the operator allowed server paths (XFV_SERVER_PATHS=1): a local installation
+        if folder and not upload and is_store(folder):  # a results store (core batch --store parquet): opened, not run
+            out = explore.open_explore(folder)
+        elif folder and not upload:  # the operator allowed server paths (XFV_SERVER_PATHS=1): a local installation
             out = explore.run_explore(runners.get(model), folder, methods or [], preset, per_label or None, work_dir("explore"), report)
         else:
             out = explore.run_explore_uploads(runners.get(model), upload, methods or [], preset, per_label or None, work_dir("explore"), report)
@@ -36,7 +40,7 @@ def explore_tab(runners: Runners) -> None:
             return out["message"], gr.update(value=None), None
         # "shown": every line after the filters; "page": the page on screen (0-based), for the clicks
         state = {"out": out["out"], "rows": out["rows"], "methods": out["methods"], "shown": out["rows"], "page": out["page"],
-                 "message": out["page_message"]}  # fmt: skip
+                 "message": out["page_message"], "store": out.get("store")}  # fmt: skip
         return out["summary"], frame(out["table"]), state
 
     def on_ran(state):  # after a run: page 1 and what it shows
@@ -53,7 +57,11 @@ def explore_tab(runners: Runners) -> None:
         if not state:
             return gr.update(), state, "", gr.update()
         page = int(number) - 1 if number is not None else 0
-        out = explore.explore_table(state["rows"], state["methods"], decision, correct, min_c, text, sort_by, descending, page)
+        if state.get("store"):  # each page one DuckDB query over the store: nothing else is loaded
+            dec, cor = explore.DECISION_CHOICES.get(decision, decision), explore.CORRECT_CHOICES.get(correct, correct)
+            out = store_table(state["store"], dec, cor, min_c, text, sort_by, descending, page)
+        else:
+            out = explore.explore_table(state["rows"], state["methods"], decision, correct, min_c, text, sort_by, descending, page)
         if not out["ok"]:
             return gr.update(), state, out["message"], gr.update()
         state = {**state, "shown": out["rows"], "page": out["page"], "message": out["message"]}
@@ -91,7 +99,8 @@ def explore_tab(runners: Runners) -> None:
             upload = gr.File(label="Pairs CSV and photos, or a .zip", file_types=[".csv", ".zip", *PHOTO_SUFFIXES], file_count="multiple",
                              type="filepath", elem_id="explore_upload")  # fmt: skip
             # a server path box only where the operator allows it (XFV_SERVER_PATHS=1): never on a public server
-            folder = gr.Textbox(label="...or a CSV or folder on this server", placeholder="../shared/data/faces/deepface/pairs.csv") \
+            folder = gr.Textbox(label="...or a CSV, a folder or a results store (opened, not run) on this server",
+                                placeholder="../shared/data/faces/deepface/pairs.csv") \
                 if server_paths else None  # fmt: skip
         with gr.Row():
             model = gr.Dropdown(model_choices(), value=runners.default, label="Face model")

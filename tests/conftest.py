@@ -41,3 +41,25 @@ def obama_pair(runner):
     if not SHARED.is_dir():
         pytest.skip(f"real test images not found at {SHARED}")
     return runner.prepare_pair(MISC / "obama.jpg", MISC / "obama2.jpg")
+
+
+# Four people of identities.csv, two small photos each, renamed as LFW names them
+PEOPLE = {
+    "Ann_A": ("img5.jpg", "img10.jpg"),  # person01
+    "Bob_B": ("img12.jpg", "img55.jpg"),  # person02
+    "Cat_C": ("img51.jpg", "img50.jpg"),  # person03
+    "Dan_D": ("img62.jpg", "img16.jpg"),  # person05
+}
+
+
+@pytest.fixture(scope="session")
+def lfw_images(tmp_path_factory):
+    """An images folder laid out as LFW's: ``name/name_0001.jpg`` (links to real photos)."""
+    if not DEEPFACE.is_dir():
+        pytest.skip(f"real test images not found at {DEEPFACE}")
+    root = tmp_path_factory.mktemp("lfw")
+    for person, photos in PEOPLE.items():
+        (root / person).mkdir()
+        for i, photo in enumerate(photos, 1):
+            (root / person / f"{person}_{i:04d}.jpg").symlink_to(DEEPFACE / photo)
+    return root

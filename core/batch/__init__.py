@@ -1,5 +1,6 @@
 """A whole set of pairs at once: verification and explanation maps of every pair of a pairs
-CSV, an identities CSV or a folder of identity sub-folders, as a table to sort and filter,
+CSV, an identities CSV, a published benchmark pair list (LFW's ``pairs.txt``, XQLFW's,
+CALFW's and CPLFW's) or a folder of identity sub-folders, as a table to sort and filter,
 and a folder that reopens any row's maps later without recomputing them.
 
 This is the batch path behind ``python -m core batch`` and the app's Explore tab (the
@@ -18,9 +19,11 @@ faces' geometry, from which ``pair_result`` rebuilds the ``PairResult`` (a repea
 JSON points to its first one's). A run that stopped resumes with ``resume=True``.
 
 The package: ``rows`` (the rows, the summary and the table), ``source`` (what to run),
-``run`` (``run_batch``), ``store`` (the saved folder) and ``view`` (reopening a saved pair).
+``formats`` (the benchmark pair lists), ``run`` (``run_batch``), ``store`` (the saved
+folder) and ``view`` (reopening a saved pair).
 """
 
+from .formats import read_lfw_pairs, read_pair_list, sniff
 from .rows import (
     COLUMNS,
     DIFFERENT,
@@ -66,9 +69,12 @@ __all__ = [
     "pair_result",
     "pair_view",
     "read_batch_pairs",
+    "read_lfw_pairs",
+    "read_pair_list",
     "read_rows",
     "rows_table",
     "run_batch",
+    "sniff",
     "sort_key_names",
     "sort_rows",
     "summary_lines",

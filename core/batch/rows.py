@@ -21,11 +21,13 @@ SAME, DIFFERENT = "same", "different"
 
 @dataclass(frozen=True)
 class BatchPair:
-    """One pair to run; ``same`` is None when the pairs file gives no label."""
+    """One pair to run; ``same`` is None when the pairs file gives no label, ``fold`` the
+    benchmark's set the pair is in (0-based; LFW-format ``pairs.txt``), else None."""
 
     file_x: str
     file_y: str
     same: bool | None = None
+    fold: int | None = None
 
 
 @dataclass

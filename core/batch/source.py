@@ -1,5 +1,6 @@
-"""What a batch runs: the pairs of a pairs CSV, an identities CSV or a folder of identity
-sub-folders (or of given pairs), and keeping a rooted batch inside its upload folder."""
+"""What a batch runs: the pairs of a pairs CSV, an identities CSV, a benchmark pair list
+(``core.batch.formats``) or a folder of identity sub-folders (or of given pairs), and keeping
+a rooted batch inside its upload folder."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from ..data import LabelledPair, _parse_same, labelled_pairs_from_table, missing_columns, read_csv
 from ..errors import DataError
+from .formats import LFW, read_lfw_pairs, read_pair_list, sniff
 from .rows import BatchPair
 
 
@@ -20,10 +22,14 @@ def read_batch_pairs(source: str | Path, images: str | Path | None = None, per_l
     ``source`` is a pairs CSV (``file_x,file_y`` with an optional ``same`` column; an empty
     ``same`` is an unknown label), an identities CSV (``file,identity``: every pair of its
     files, genuine when the identities match) or a folder of identity sub-folders (every
-    pair of its photos, genuine when in the same sub-folder; names relative to the folder).
-    CSV file names are relative to ``images``, else to the CSV's folder. ``per_label``
-    keeps the first N genuine and the first N impostor pairs (and the first N unlabelled
-    ones), ``limit`` the first N pairs after that. CSVs are read by ``core.data.read_csv``
+    pair of its photos, genuine when in the same sub-folder; names relative to the folder)
+    or a published benchmark pair list, told from a CSV by ``core.batch.formats.sniff``:
+    LFW's ``pairs.txt`` (also ``pairsDevTrain.txt``, ``pairsDevTest.txt`` and XQLFW's
+    ``xqlfw_pairs.txt``; each pair's ``fold`` is its set) or CALFW's / CPLFW's
+    ``pairs_CALFW.txt`` / ``pairs_CPLFW.txt``. File names of a CSV or a pair list are
+    relative to ``images``, else to the file's folder. ``per_label`` keeps the first N
+    genuine and the first N impostor pairs (and the first N unlabelled ones), ``limit`` the
+    first N pairs after that. CSVs are read by ``core.data.read_csv``
     (any common encoding; binary data, huge cells and duplicate columns refused).
 
     With ``root`` (an upload folder), ``source`` and ``images`` must be inside it and error
@@ -54,6 +60,9 @@ def _read_source(src: Path, images: str | Path | None, label: str, root: Path | 
         names = [(p.relative_to(src).as_posix(), ident) for p, ident in items]
         pairs = [BatchPair(a, b, ia == ib) for (a, ia), (b, ib) in itertools.combinations(names, 2)]
         base = src
+    elif src.is_file() and (kind := sniff(src)) is not None:
+        pairs = read_lfw_pairs(src, label) if kind == LFW else read_pair_list(src, label)
+        base = Path(images) if images is not None else src.parent
     elif src.is_file():
         table = read_csv(src, (), label)
         if "identity" in table.columns:
@@ -114,7 +123,9 @@ def _as_pairs(source: str | Path | Iterable[Any], images: str | Path | None, per
         return pairs, base, str(source)
     out = []
     for p in source:  # LabelledPair, BatchPair or (file_x, file_y[, same]) tuples
-        if isinstance(p, (LabelledPair, BatchPair)):
+        if isinstance(p, BatchPair):  # frozen: kept as it is, fold included
+            out.append(p)
+        elif isinstance(p, LabelledPair):
             out.append(BatchPair(p.file_x, p.file_y, p.same))
         else:
             t = tuple(p)

@@ -79,15 +79,21 @@ class PairView:
 def pair_view(out: str | Path, index: int) -> PairView:
     """The viewer's content for pair ``index`` of a saved batch: the aligned crops, the
     verdict sentence and, per method, its maps rendered with ``core.render.render_map``."""
-    from ..render import render_map, side_by_side
-    from ..text.verdict import verdict_sentence
-
     data = load_pair_json(out, index)
     res = _result_from_json(data)
     row_data = data.get("batch_row")
     row = None
     if isinstance(row_data, dict):
         row = BatchRow(**{k: v for k, v in row_data.items() if k in BatchRow.__dataclass_fields__})
+    return result_view(res, int(index), row)
+
+
+def result_view(res: PairResult, index: int, row: BatchRow | None = None) -> PairView:
+    """What the viewer shows of a pair's saved ``PairResult`` (from a batch folder or a
+    results store, ``core.batch.duck.stored_pair``): per method its maps rendered."""
+    from ..render import render_map, side_by_side
+    from ..text.verdict import verdict_sentence
+
     faces = [f.image for f in res.pair]
     views = []
     for e in res.explanations:
@@ -101,4 +107,4 @@ def pair_view(out: str | Path, index: int) -> PairView:
             continue
         pics = [render_map(f, m, e.signed, e.extras.get("display")) for f, m in zip(faces, e.maps, strict=True)]
         views.append(MapView(e.method, e.label, caption, list(e.maps), pics, side_by_side(pics), list(e.text)))
-    return PairView(int(index), row, res, faces, verdict_sentence(res), views)
+    return PairView(index, row, res, faces, verdict_sentence(res), views)

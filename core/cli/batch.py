@@ -54,6 +54,12 @@ def _print_rows(res: BatchResult, show: int) -> None:
 def cmd_batch(args: argparse.Namespace) -> int:
     from ..batch import run_batch, summary_lines
 
+    if args.engine == "ray" or args.store == "parquet":
+        from .batch_store import cmd_batch_store
+
+        return cmd_batch_store(args)
+    if args.workers != 1 or args.address or args.faithfulness:
+        raise DataError("--workers, --address and --faithfulness need the results store: add --store parquet (or --engine ray)")
     methods = split_methods(args.methods)
     runner = _runner(args)
     knobs = _knobs(args)
@@ -162,7 +168,8 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
 
 def add_batch(sub: Subparsers) -> None:
     bt = sub.add_parser("batch", help="verify and explain every pair of a pairs CSV or a folder: a table of decisions, correctness and C-Scores")
-    bt.add_argument("source", help="file_x,file_y[,same] pairs CSV, file,identity CSV, or a folder of identity sub-folders")
+    bt.add_argument("source", help="file_x,file_y[,same] pairs CSV, file,identity CSV, a folder of identity sub-folders, or a "
+                    "benchmark pair list: LFW's or XQLFW's pairs.txt (folds kept), pairs_CALFW.txt, pairs_CPLFW.txt")  # fmt: skip
     bt.add_argument("--images", help="folder the CSV's file names are relative to (default: the CSV's folder)")
     model_args(bt)
     bt.add_argument(
@@ -181,6 +188,19 @@ def add_batch(sub: Subparsers) -> None:
     bt.add_argument("--threshold", type=float, help="decision threshold on cosine similarity (default: the calibration's)")
     bt.add_argument("--calibration", help="calibration JSON (default: assets/calibration/MODEL.json)")
     knob_flags(bt)  # --patch-sizes ... --start-layer and --gallery, from the explainers' knob dataclasses
+    bt.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: in this process (default); ray: Ray actors, one model each (writes the Parquet store)",
+    )
+    bt.add_argument("--store", choices=("folder", "parquet"),
+                    help="folder: pairs.csv and one JSON per pair (default with --engine local); parquet: the results store, "
+                         "Parquet parts to browse with DuckDB (default and required with --engine ray)")  # fmt: skip
+    bt.add_argument("--workers", type=int_arg(1, "--workers"), default=1, help="Ray actors, each with one model (default: %(default)s)")
+    bt.add_argument("--address", help="a running Ray cluster: auto or HOST:PORT (default: start a local Ray with --workers CPUs)")
+    bt.add_argument("--part-size", type=int_arg(1, "--part-size"), default=8, help="pairs per Parquet part (default: %(default)s)")
+    bt.add_argument("--faithfulness", action="store_true", help="also store each method's deletion/insertion scores and the random map's")
     bt.add_argument("--show", type=int, default=50, help="rows to print (default: %(default)s; all are in --out)")
     bt.add_argument("--json", action="store_true", help="print the summary and every row as JSON")
     bt.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
