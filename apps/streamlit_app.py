@@ -286,7 +286,13 @@ def explore_tab(runner: Any) -> None:
     from apps.explore import explore_table  # the page of the table (apps.explore), clamped to the pages there are
 
     st.markdown(out["summary"])
-    paged = explore_table(out["rows"], out["methods"], page=int(st.session_state.get("explore_page") or 1) - 1)
+    page = int(st.session_state.get("explore_page") or 1) - 1
+    if out.get("store"):  # a results store (apps.explore_store): each page one DuckDB query
+        from apps.explore_store import store_table
+
+        paged = store_table(out["store"], page=page)
+    else:
+        paged = explore_table(out["rows"], out["methods"], page=page)
     st.session_state["explore_page"] = paged["page"] + 1  # before the box is drawn: a page past the end shows the last
     table = paged["table"]
     st.dataframe([dict(zip(table["headers"], row, strict=True)) for row in table["values"]], hide_index=True, key="explore_table")

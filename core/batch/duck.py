@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..types import Explanation, FacePair, PairResult
-from .parquet import STORE_FILE, store_meta
+from .parquet import FACES_SCHEMA, MAPS_SCHEMA, STORE_FILE, store_meta
 from .rows import DIFFERENT, SAME, BatchRow
 from .work import FAITH_SCORES, RANDOM, face_from_row, map_from_bytes
 
@@ -52,9 +52,12 @@ class StoreQuery:
         self.methods: list[str] = list(self.meta["settings"]["methods"])
         self.con = duckdb.connect()
         self.con.execute("SET threads TO 2")
+        self.con.execute("SET python_enable_replacements = false")  # a missing table is an error, never a Python variable of that name
         for t in ("pairs", "maps", "faces"):
             files = sorted((self.path / t).glob("part-*.parquet"))
-            if files:
+            if not files and t != "pairs":  # no map or crop yet (every pair failed, or none had methods): an empty table
+                self.con.register(t, {"maps": MAPS_SCHEMA, "faces": FACES_SCHEMA}[t].empty_table())
+            elif files:
                 glob = str(self.path.resolve() / t / "part-*.parquet").replace("'", "''")  # a literal: views take no parameters
                 self.con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
             elif t == "pairs":
@@ -87,8 +90,8 @@ class StoreQuery:
         cond = f"WHERE {' AND '.join(where)}" if where else ""
         col = self._sort_column(sort)
         order = f'"{col}" {"DESC" if descending else "ASC"} NULLS LAST, pair_id'
-        n_total = int(self.con.execute("SELECT count(*) FROM pairs").fetchone()[0])  # type: ignore[index]
-        n_filtered = int(self.con.execute(f"SELECT count(*) FROM pairs {cond}", args).fetchone()[0])  # type: ignore[index]
+        counts = self.con.execute(f"SELECT count(*), count(*) FILTER ({cond or 'WHERE true'}) FROM pairs", args).fetchone() or (0, 0)
+        n_total, n_filtered = int(counts[0]), int(counts[1])
         cols = ", ".join(["pair_id", "file_x", "file_y", "label", "similarity", "threshold", "decision", "correct", "c_score", "runtime_s",
                           "error", "method_errors", *(f'"runtime_{m}"' for m in self.methods)])  # fmt: skip
         q = f"SELECT {cols} FROM pairs {cond} ORDER BY {order} LIMIT ? OFFSET ?"

@@ -195,3 +195,22 @@ def test_the_explore_tab_runs_uploaded_files_and_opens_a_pair():
     assert len(at.container(key="explore-grid").get("image")) == 2  # CAM for face A and face B
     at.selectbox(key="explore_pick").set_value(2).run()  # the pair that could not be compared says why
     assert not at.exception and any("missing.jpg" in w.value for w in _explore(at).warning)
+
+
+def test_the_explore_tab_pages_through_a_results_store(tmp_path):
+    """A results store (core.batch.parquet) in the session as open_explore gives it: each page
+    is a DuckDB query over the store, the same 50 lines a page."""
+    from apps.explore import open_explore
+    from tests.test_batch_store import _synthetic
+
+    _synthetic(tmp_path / "store", 230)
+    at = AppTest.from_file(SCRIPT, default_timeout=TIMEOUT)
+    at.session_state["explore"] = open_explore(tmp_path / "store")
+    at.run()
+    assert not at.exception
+    assert list(_explore(at).dataframe[0].value["#"]) == list(range(50))
+    at.number_input(key="explore_page").set_value(4).run()
+    assert not at.exception
+    tab = _explore(at)
+    assert list(tab.dataframe[0].value["#"]) == list(range(150, 200))
+    assert any(c.value.startswith("rows 151-200 of 230 shown (page 4 of 5)") for c in tab.caption)
