@@ -111,6 +111,26 @@ def _check_text(data: bytes | str, name: str, byte_at: Callable[[int], int]) -> 
         raise DataError(f"{name} is not a text CSV file (binary data at byte {byte_at(m.start())}{hint}); {SAVE_AS}")
 
 
+def read_bounded(path: Path, name: str, max_bytes: int, what: str, hint: str) -> bytes:
+    """The bytes of a text file of at most ``max_bytes`` (``what`` and ``hint`` word the
+    messages: ``"a CSV file"``, ``"split it into smaller files"``); a missing, unreadable or
+    larger file is a ``DataError`` naming it as ``name``."""
+    if not path.is_file():
+        raise DataError(f"{name}: no such file" if not path.exists() else f"{name} is not a file; give {what}")
+    size = path.stat().st_size
+    limit = f"the {max_bytes // 2**20} MiB limit for {what}"
+    if size > max_bytes:
+        raise DataError(f"{name} is {size / 2**20:.0f} MiB, over {limit}; {hint}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise DataError(f"{name} cannot be read ({e.strerror or type(e).__name__}); check the file's permissions") from None
+    if len(data) > max_bytes:  # it grew since the check
+        raise DataError(f"{name} is over {limit}; {hint}")
+    return data
+
+
 def read_csv(path: str | Path, required: Sequence[str] = (), name: str | None = None, strip: bool = True,
              max_field: int = MAX_FIELD_CHARS, allow_no_rows: bool = False) -> CsvTable:  # fmt: skip
     """The header and rows of a CSV file (see the module docstring for what is accepted).
@@ -123,18 +143,7 @@ def read_csv(path: str | Path, required: Sequence[str] = (), name: str | None = 
     ``allow_no_rows``. Every failure is a ``DataError``."""
     path = Path(path)
     name = str(path) if name is None else name
-    if not path.is_file():
-        raise DataError(f"{name}: no such file" if not path.exists() else f"{name} is not a file; give a CSV file")
-    size = path.stat().st_size
-    if size > MAX_CSV_BYTES:
-        raise DataError(f"{name} is {size / 2**20:.0f} MiB, over the {MAX_CSV_BYTES // 2**20} MiB limit for a CSV file; split it into smaller files")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CSV_BYTES + 1)
-    except OSError as e:
-        raise DataError(f"{name} cannot be read ({e.strerror or type(e).__name__}); check the file's permissions") from None
-    if len(data) > MAX_CSV_BYTES:  # it grew since the check
-        raise DataError(f"{name} is over the {MAX_CSV_BYTES // 2**20} MiB limit for a CSV file; split it into smaller files")
+    data = read_bounded(path, name, MAX_CSV_BYTES, "a CSV file", "split it into smaller files")
     text, encoding = decode_csv_bytes(data, name)
     records = _parse(text, name)
     while records and not any(c.strip() for c in records[0][1]):  # blank lines before the header

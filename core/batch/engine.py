@@ -9,7 +9,7 @@ schedule the same pair-level work (``core.batch.work``):
   explains parts of pairs on the actors, each part taking the stage-1 results it needs straight
   from Ray's object store. The driver writes each part as it finishes (at most ``2 x workers``
   in flight), so memory stays bounded however long the list. An actor whose process dies is
-  restarted by Ray and its unfinished calls retried (``max_restarts``, ``max_task_retries``);
+  restarted by Ray and its unfinished calls retried (``MAX_RESTARTS`` times);
   a part is written once, when its result reaches the driver, so no pair is lost or doubled.
 
 ``address=None`` starts a local Ray with ``workers`` CPUs (``ray.init(num_cpus=...)``);
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 ENGINES = ("local", "ray")
 #: Photos per stage-1 call on a Ray actor.
 ALIGN_CHUNK = 32
+#: How often Ray restarts an actor whose process died, and retries its unfinished calls.
+MAX_RESTARTS = 3
 
 
 @dataclass
@@ -226,12 +228,12 @@ def _run_ray(spec: RunnerSpec, parts: list[list[PairTask]], base: Path | None, r
     num_gpus = min(1.0, gpus / workers) if gpus else 0.0
     cpus = max(1, int(ray.cluster_resources().get("CPU", workers)) // workers) if address else 1
     worker_spec = spec if num_gpus or spec.device != "auto" else RunnerSpec(spec.model, "cpu", spec.calibration, spec.threshold)
-    cls = ray.remote(max_restarts=-1, max_task_retries=-1)(PairWorker)
+    cls = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)(PairWorker)
     actors: list[Any] = [cls.options(num_cpus=cpus, num_gpus=num_gpus).remote(worker_spec, cpus) for _ in range(workers)]
     log.info("ray: %d workers (%d CPU%s, %.2g GPU each)", workers, cpus, "s" if cpus > 1 else "", num_gpus)
     names = list(dict.fromkeys(n for part in parts for t in part for n in (t.file_x, t.file_y)))
     where: dict[str, int] = {}
-    chunks: list[Any] = []
+    chunks: list[Any] = []  # stage-1 results in Ray's object store; a chunk's ref is dropped after the last part that needs it
     b, r = None if base is None else str(base), None if root is None else str(root)
     for k in range(0, len(names), ALIGN_CHUNK):
         chunk = names[k : k + ALIGN_CHUNK]
@@ -240,22 +242,33 @@ def _run_ray(spec: RunnerSpec, parts: list[list[PairTask]], base: Path | None, r
             where[n] = len(chunks) - 1
     if progress is not None:
         progress(0.0, f"ray: {workers} workers, {len(names)} photos in {len(chunks)} chunks, {len(parts)} parts")
+    needs = [sorted({where[n] for t in part for n in (t.file_x, t.file_y)}) for part in parts]
+    uses = Counter(i for need in needs for i in need)
     load = [0] * workers
-    pending: dict[Any, int] = {}  # in-flight part -> its actor
-    todo = list(reversed(parts))
+    pending: dict[Any, tuple[int, list[int]]] = {}  # in-flight part -> its actor, the chunks it reads
+    todo = list(reversed(range(len(parts))))
     try:
         while todo or pending:
             while todo and len(pending) < 2 * workers:
-                part = todo.pop()
+                j = todo.pop()
                 k = min(range(workers), key=load.__getitem__)  # the least busy actor
-                need = sorted({where[n] for t in part for n in (t.file_x, t.file_y)})
-                ref = actors[k].explain.remote(part, methods, knobs, faithfulness, *(chunks[i] for i in need))
-                pending[ref] = k
+                ref = actors[k].explain.remote(parts[j], methods, knobs, faithfulness, *(chunks[i] for i in needs[j]))
+                pending[ref] = (k, needs[j])
                 load[k] += 1
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                load[pending.pop(ref)] -= 1
-                write(ray.get(ref))
+                k, need = pending.pop(ref)
+                load[k] -= 1
+                try:
+                    part = ray.get(ref)
+                except ray.exceptions.RayActorError as e:
+                    raise DataError(f"a Ray worker died {MAX_RESTARTS + 1} times ({e}); the parts written so far are kept: "
+                                    "run the same command with --resume") from None  # fmt: skip
+                write(part)
+                for i in need:
+                    uses[i] -= 1
+                    if uses[i] <= 0:
+                        chunks[i] = None  # Ray frees the crops once nothing refers to them
     finally:
         for a in actors:
             ray.kill(a)

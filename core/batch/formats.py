@@ -32,6 +32,7 @@ import logging
 import re
 from pathlib import Path
 
+from ..data import read_bounded
 from ..errors import DataError
 from .rows import BatchPair
 
@@ -186,19 +187,7 @@ def _is_csv_header(fields: list[str]) -> bool:
 
 def _read_text(path: Path, name: str) -> str:
     """The text of a pair list (see the module docstring for the size limit and encodings)."""
-    if not path.is_file():
-        raise DataError(f"{name}: no such file" if not path.exists() else f"{name} is not a file; give a pair list file")
-    size = path.stat().st_size
-    limit = f"the {MAX_PAIRS_BYTES // 2**20} MiB limit for a pair list"
-    if size > MAX_PAIRS_BYTES:
-        raise DataError(f"{name} is {size / 2**20:.0f} MiB, over {limit}; is it the right file?")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PAIRS_BYTES + 1)
-    except OSError as e:
-        raise DataError(f"{name} cannot be read ({e.strerror or type(e).__name__}); check the file's permissions") from None
-    if len(data) > MAX_PAIRS_BYTES:  # it grew since the check
-        raise DataError(f"{name} is over {limit}; is it the right file?")
+    data = read_bounded(path, name, MAX_PAIRS_BYTES, "a pair list", "is it the right file?")
     return _decode(data, name)
 
 

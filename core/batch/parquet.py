@@ -119,7 +119,7 @@ def open_store(path: str | Path, settings: dict[str, Any], resume: bool = False)
         raise DataError(f"{path} is not empty and not a results store; give a new folder")
     if resume and meta is not None:
         then = meta.get("settings", {})
-        changed = [k for k in settings if k not in ("images",) and then.get(k) != settings[k]]
+        changed = [k for k in settings if k not in ("images", "source") and then.get(k) != settings[k]]  # the pairs' digest says the rest
         if changed:
             raise DataError(f"cannot resume the store in {path}: it was run with other settings ({', '.join(changed)}); "
                             "run it with the same settings, or without --resume to replace it, or into another folder")  # fmt: skip

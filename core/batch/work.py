@@ -124,13 +124,14 @@ def explain_part(runner: Runner, tasks: Sequence[PairTask], faces: dict[str, Ali
             part.pairs.append(row)
             continue
         for name, f in ((t.file_x, a), (t.file_y, b)):
-            if name not in cache:
-                cache[name] = np.asarray(runner.embed([f])[0], np.float32)
             if name not in seen:
                 seen.add(name)
                 part.faces.append(face_row(name, f))
         t0 = time.perf_counter()
         try:
+            for name, f in ((t.file_x, a), (t.file_y, b)):
+                if name not in cache:
+                    cache[name] = np.asarray(runner.embed([f])[0], np.float32)
             res = runner.explain(FacePair(a, b), methods=list(methods), embeddings=(cache[t.file_x], cache[t.file_y]), **knobs)
             faith = runner.faithfulness(res) if faithfulness and res.explanations else {}
         except XFVError as e:
