@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED = False
 
-.PHONY: demo streamlit test lint format env bench calibrate clean
+.PHONY: demo streamlit test test-weights lint format env bench calibrate clean
 
 env:
 	@echo $(VENV)
@@ -32,6 +32,11 @@ test:
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m pytest
+
+# the real-weights lane: each test runs where its model's files are in the caches
+# (python -m core fetch-weights all), else is skipped naming the missing file
+test-weights:
+	$(PY) -m pytest -m weights tests/weights -rs
 
 lint:
 	$(PY) -m ruff check .

@@ -51,19 +51,6 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def _spaces_install_nodeps() -> None:
-    """On Hugging Face Spaces, which installs only requirements.txt, add the packages whose
-    stale metadata pins need `pip install --no-deps` (requirements-nodeps.txt)."""
-    import importlib.util
-    import subprocess
-    import sys
-
-    if os.environ.get("SPACE_ID") and importlib.util.find_spec("facenet_pytorch") is None:
-        here = os.path.dirname(os.path.abspath(__file__))
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "--no-deps", "-r", os.path.join(here, "requirements-nodeps.txt")])
-
-
-_spaces_install_nodeps()
 uploads = _private_upload_folder() if __name__ == "__main__" else None  # before gradio is imported: it reads GRADIO_TEMP_DIR
 
 from apps.gradio_app import build_demo, launch  # noqa: E402

@@ -18,6 +18,7 @@ from typing import Any
 
 import gradio as gr
 
+from apps.gpu import GPU_SECONDS, spaces
 from apps.gradio_explore import explore_tab
 from apps.gradio_parts import (
     PHOTO_SUFFIXES,
@@ -129,6 +130,7 @@ def build_demo(
             return gr.update()
         return draw_faces(image, boxes, int(chosen or 0))
 
+    @spaces.GPU(duration=GPU_SECONDS)  # ZeroGPU lends a GPU for the call on Spaces; a no-op elsewhere (apps.gpu)
     def compare_now(model, a, b, methods, preset, scores, uploaded_gallery, progress, faces=(None, None), knobs=None, model2=NONE):
         problems = [photo_note(x, side) for x, side in ((a, "A"), (b, "B")) if isinstance(x, UploadProblem)]
         if problems:
@@ -206,6 +208,7 @@ def build_demo(
     async def on_xray(path, method):
         return await cancellable(xray_now, path, method)
 
+    @spaces.GPU(duration=GPU_SECONDS)
     def xray_now(path, method):
         out = diagnose_xray(cxr_models, path, method)
         if not out["ok"]:

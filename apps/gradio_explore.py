@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from apps.gpu import GPU_SECONDS, spaces
 from apps.gradio_parts import PHOTO_SUFFIXES, _viewer_updates, cancellable, on_cell, on_opacity
 from apps.grid import gallery_columns, gallery_items, viewer
 from apps.handlers import PRESETS, Runners, method_choices, model_choices, runner_capabilities, work_dir
@@ -27,6 +28,7 @@ def explore_tab(runners: Runners) -> None:
     async def on_run(model, upload, methods, preset, per_label, folder=None, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         return await cancellable(run_now, model, upload, methods, preset, per_label, folder, progress)
 
+    @spaces.GPU(duration=GPU_SECONDS)  # a batch may take minutes: ZeroGPU caps a call at its duration
     def run_now(model, upload, methods, preset, per_label, folder, progress):
         report = lambda f, msg: progress(f, desc=msg)  # noqa: E731
         folder = (folder or "").strip() if server_paths else ""

@@ -185,16 +185,17 @@ def _answers(url: str) -> bool:
 
 class LocalServer:
     """``python app.py`` on a free loopback port, its output in a temporary log file.
-    ``env`` adds to or (with None) removes from its environment (the tests use it too)."""
+    ``env`` adds to or (with None) removes from its environment (the tests use it too);
+    ``python`` is the interpreter (default: this one; the Spaces simulation gives its own)."""
 
-    def __init__(self, env: dict[str, str | None] | None = None) -> None:
+    def __init__(self, env: dict[str, str | None] | None = None, python: str | Path | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = tempfile.NamedTemporaryFile("w+", prefix="load_app_server_", suffix=".log", delete=False)  # noqa: SIM115 (kept open while it runs)
         env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port), "HF_HUB_OFFLINE": "1",
                "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}  # fmt: skip
         env = {k: v for k, v in env.items() if v is not None}
-        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([str(python or sys.executable), "app.py"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait(self, seconds: float) -> None:
         """Until the page answers; a ``RuntimeError`` with the log's tail if the app exits or

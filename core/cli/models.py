@@ -42,13 +42,21 @@ def cmd_pin_remote_code(args: argparse.Namespace) -> int:
 _FETCH_ALIASES = {"cbm": "cbm_clip_vit_l14"}
 
 
+#: Models fetched through the registry of ``core.models.downloads`` alone (the others also by
+#: their own loaders' helpers, which ``--clip`` and the chest X-ray status use).
+_REGISTRY_ONLY = ("facenet_vggface2", "adaface_ir101", "bert_qa")
+
+
 def cmd_fetch_weights(args: argparse.Namespace) -> int:
+    from ..models import downloads
     from ..models.cxr import cxr_status, fetch_cxr
     from ..models.weights import OPEN_CLIP_FACE_MODELS, download_hub_files, hub_cache, missing_hub_files, open_clip_hub_files
 
-    names = list(dict.fromkeys(_FETCH_ALIASES.get(m, m) for m in args.models))
+    names = downloads.names_of(args.models)
     if args.clip and names != ["cxr"]:
         raise DataError("--clip names the chest X-ray CLIP: use it with `fetch-weights cxr` alone")
+    if args.plan or "all" in args.models or any(n in _REGISTRY_ONLY for n in names) or args.record:
+        return _fetch_from_registry(args, names)
     ready = True
     for name in names:
         if name == "cxr":
@@ -71,6 +79,34 @@ def cmd_fetch_weights(args: argparse.Namespace) -> int:
         for path in paths:
             print(f"  {path}")
     return 0 if ready else 1
+
+
+def _fetch_from_registry(args: argparse.Namespace, names: list[str]) -> int:
+    """``fetch-weights`` over the registry (``core.models.downloads``): ``--plan`` prints what
+    it would fetch; offline it exits 2 at once with the missing files, their URLs and where
+    to put them; else it fetches, checks or records the SHA-256 of each and prints them."""
+    from ..models import downloads
+
+    items = downloads.plan(names)
+    command = f"python -m core fetch-weights {' '.join(args.models)}"
+    if args.plan or args.check:
+        for line in downloads.plan_lines(items):
+            print(line)
+        missing = [p for p in items if p.found is None]
+        print(f"{len(items) - len(missing)} of {len(items)} files here" + (f"; fetch the rest with `{command}`" if missing else ""))
+        return 0 if args.plan or not missing else 1
+    missing = [p for p in items if p.found is None]
+    why = downloads.unavailable_reason() if missing else None
+    if why is not None:
+        print(f"error: cannot download here: {why}. {len(missing)} of {len(items)} files are missing; run `{command}` on a machine "
+              "with internet and copy the caches here, or download each file from its URL to its place:", file=sys.stderr)  # fmt: skip
+        for line in downloads.plan_lines(missing):
+            print(line, file=sys.stderr)
+        return 2
+    for p, path, digest in downloads.fetch(items, record=args.record):
+        check = "matches the recorded SHA-256" if p.sha256 else ("recorded" if args.record else "not recorded (add --record to pin it)")
+        print(f"{p.model}: {path}\n    sha256 {digest} ({check})")
+    return 0
 
 
 def cmd_geometry_reference(args: argparse.Namespace) -> int:
@@ -127,8 +163,11 @@ def add_models(sub: Subparsers) -> None:
 
 def add_fetch_weights(sub: Subparsers) -> None:
     fw = sub.add_parser("fetch-weights", help="download every file a model needs into the Hugging Face cache (on a machine with internet)")
-    fw.add_argument("models", nargs="+", choices=("cxr", "cbm_clip_vit_l14", "clip_vit_l14", "cbm"), metavar="MODEL",
-                    help="cxr (BiomedCLIP and its BiomedBERT text files), cbm_clip_vit_l14 (or cbm), clip_vit_l14 (CLIP ViT-L-14)")  # fmt: skip
+    fw.add_argument("models", nargs="+", choices=("all", "cxr", "cbm_clip_vit_l14", "clip_vit_l14", "cbm", *_REGISTRY_ONLY), metavar="MODEL",
+                    help="all, or: cxr (BiomedCLIP and its BiomedBERT text files), cbm_clip_vit_l14 (or cbm), clip_vit_l14 (CLIP ViT-L-14), "
+                         "facenet_vggface2, adaface_ir101 (at the pinned revision), bert_qa (the chat's answerer)")  # fmt: skip
+    fw.add_argument("--plan", action="store_true", help="print every file: its URL, where it goes, its recorded SHA-256; fetch nothing")
+    fw.add_argument("--record", action="store_true", help="write the SHA-256 of fetched files not recorded yet (assets/weights/sha256.json)")
     fw.add_argument("--clip", help="cxr: an hf-hub:ORG/REPO or a local open_clip folder to fill (default: XFV_CXR_CLIP, else BiomedCLIP)")
     fw.add_argument("--check", action="store_true", help="only say what is here and what is missing (exit 1 when something is)")
     fw.set_defaults(func=cmd_fetch_weights)

@@ -83,7 +83,7 @@ class FaceDetector:
                     from facenet_pytorch import MTCNN
                 except ImportError as e:
                     raise ModelUnavailableError(
-                        "face detection needs facenet-pytorch (its wheel carries the MTCNN weights): pip install --no-deps facenet-pytorch==2.6.0"
+                        "face detection needs facenet-pytorch (its wheel carries the MTCNN weights): pip install facenet-pytorch==2.5.3"
                     ) from e
                 self._mtcnn = MTCNN(keep_all=True, min_face_size=self.min_face_size, device=self.device)
                 self._mtcnn.eval()

@@ -52,6 +52,6 @@ def load_facenet(device: str | torch.device | None = "auto") -> TorchEmbedder:
     try:
         from facenet_pytorch import InceptionResnetV1
     except ImportError as e:
-        raise ModelUnavailableError("facenet_vggface2 needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0") from e
+        raise ModelUnavailableError("facenet_vggface2 needs facenet-pytorch: pip install facenet-pytorch==2.5.3") from e
     module = InceptionResnetV1(pretrained="vggface2", classify=False)
     return facenet_embedder(module, device, sha256_file(path))
