@@ -197,9 +197,11 @@ def _ranking(rows: list[RegionRow], attr: str, lead: Callable[[str, bool], str],
     # the regions with a real share, densest first
     ranked = sorted((r for r in named if getattr(r, attr) >= LEAD_MIN_SHARE), key=lambda r: (getattr(r, dens), getattr(r, attr)), reverse=True)
     if not ranked:  # the evidence is spread thin over the face, or lies outside it
+        if not named:  # all of it outside the facial regions: said so, not as a threshold missed
+            s = f"none of the {what} lies in a facial region"
+            return f"{s}: {context}" if context else s
         s = f"no facial region holds {_pct(LEAD_MIN_SHARE)} % of the {what}"
-        if named:
-            s += f": the most lies in {_Group((max(named, key=lambda r: getattr(r, attr)),), attr).short()}"
+        s += f": the most lies in {_Group((max(named, key=lambda r: getattr(r, attr)),), attr).short()}"
         return f"{s}; {context}" if context else s
     ranked = ranked[: max(1, top)]
     pair = frozenset({ranked[0].region, ranked[1].region}) if len(ranked) >= 2 else None

@@ -117,7 +117,7 @@ def test_rest_of_the_image_never_leads_but_comes_last_as_context(masks):
     assert f"holds {round(100 * other.similar)} % on {round(100 * other.area)} % of the crop ({_x(other.density)})" in together
     # only the bucket has evidence: said plainly, still not opening with it
     alone = region_sentences(region_table(np.where(masks.mask("other"), 1.0, 0.0), masks))[0]
-    assert alone.startswith("No facial region holds 2 % of the similar evidence; the rest of the image") and "100 %" in alone
+    assert alone.startswith("None of the similar evidence lies in a facial region: the rest of the image") and "100 %" in alone
     thin = np.where(masks.mask("other"), 1.0, 0.0)
     thin[masks.mask("forehead")] = 0.1  # 1-2 % of the evidence: too thin to rank, said as the most there is
     words = region_sentences(region_table(thin, masks))[0]
