@@ -249,23 +249,32 @@ def explore_view(out_dir: Any, index: Any) -> dict[str, Any]:
         i = int(index)
     except (TypeError, ValueError):
         return {"ok": False, "message": "Click a row of the table to see its maps."}
-    if is_store(out):
-        from apps.explore_store import store_view
+    if is_store(out):  # a results store: the row and maps read with DuckDB (apps.explore_store)
+        from apps.explore_store import store_pair_view, store_row
 
-        return store_view(out, i)
+        row_of, view_of = store_row, store_pair_view
+    else:
+        row_of, view_of = _saved_row, _saved_view
     try:
-        batch = load_batch(out)
-        row = batch.row(i)
+        row = row_of(out, i)
     except XFVError as e:
         return {"ok": False, "message": f"Could not open pair {i}: {e}"}
     title = f"Pair {i}: {row.file_x} vs {row.file_y}"
     if not row.ok:
         return {"ok": False, "message": f"{title} could not be compared: {row.error}", "title": title}
     try:
-        view = pair_view(out, i)
+        view = view_of(out, i, row)
     except XFVError as e:
         return {"ok": False, "message": f"Could not open pair {i}: {e}", "title": title}
     return _view_dict(title, row, view)
+
+
+def _saved_row(out: str, index: int) -> BatchRow:
+    return load_batch(out).row(index)
+
+
+def _saved_view(out: str, index: int, row: BatchRow) -> PairView:
+    return pair_view(out, index)
 
 
 def _view_dict(title: str, row: BatchRow, view: PairView) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 or ``--engine ray``): its summary, one page of its pairs filtered and sorted by DuckDB
 (``core.batch.duck.StoreQuery``: no row is loaded that the page does not show, so a store of
 100,000 pairs pages as fast as one of 100), and the maps of a stored pair, read back, never
-recomputed. Pure functions returning what the tab shows; errors come back as messages.
+recomputed (the row and the view, for `apps.explore.explore_view`, which turns their errors into messages).
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from core import XFVError
+from core.batch import BatchRow
 from core.batch.duck import StoreQuery, store_summary, stored_pair
 from core.batch.parquet import is_store
-from core.batch.view import result_view
+from core.batch.view import PairView, result_view
 
 PAGE_SIZE = 50
 
@@ -88,26 +89,18 @@ def store_table(out_dir: str | Path, decision: str | None = None, correct: bool 
             "page_message": msg}  # fmt: skip
 
 
-def store_view(out_dir: str | Path, index: int) -> dict[str, Any]:
-    """The viewer of a stored pair, as ``apps.explore.explore_view`` gives a saved batch's."""
-    from apps.explore import _view_dict
-
+def store_row(out_dir: str | Path, index: int) -> BatchRow:
+    """The row of a stored pair (``apps.explore.explore_view`` reads a store with it)."""
+    q = StoreQuery(out_dir)
     try:
-        q = StoreQuery(out_dir)
-        try:
-            row = q.row(index)
-        finally:
-            q.close()
-    except XFVError as e:
-        return {"ok": False, "message": f"Could not open pair {index}: {e}"}
-    title = f"Pair {index}: {row.file_x} vs {row.file_y}"
-    if not row.ok:
-        return {"ok": False, "message": f"{title} could not be compared: {row.error}", "title": title}
-    try:
-        view = result_view(stored_pair(out_dir, index), index, row)
-    except XFVError as e:
-        return {"ok": False, "message": f"Could not open pair {index}: {e}", "title": title}
-    return _view_dict(title, row, view)
+        return q.row(index)
+    finally:
+        q.close()
 
 
-__all__ = ["PAGE_SIZE", "is_store", "open_store", "store_table", "store_view", "summary_markdown"]
+def store_pair_view(out_dir: str | Path, index: int, row: BatchRow) -> PairView:
+    """What the viewer shows of a stored pair: its maps read back, never recomputed."""
+    return result_view(stored_pair(out_dir, index), index, row)
+
+
+__all__ = ["PAGE_SIZE", "is_store", "open_store", "store_pair_view", "store_row", "store_table", "summary_markdown"]

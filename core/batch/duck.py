@@ -92,9 +92,7 @@ class StoreQuery:
         order = f'"{col}" {"DESC" if descending else "ASC"} NULLS LAST, pair_id'
         counts = self.con.execute(f"SELECT count(*), count(*) FILTER ({cond or 'WHERE true'}) FROM pairs", args).fetchone() or (0, 0)
         n_total, n_filtered = int(counts[0]), int(counts[1])
-        cols = ", ".join(["pair_id", "file_x", "file_y", "label", "similarity", "threshold", "decision", "correct", "c_score", "runtime_s",
-                          "error", "method_errors", *(f'"runtime_{m}"' for m in self.methods)])  # fmt: skip
-        q = f"SELECT {cols} FROM pairs {cond} ORDER BY {order} LIMIT ? OFFSET ?"
+        q = f"SELECT {self._row_columns()} FROM pairs {cond} ORDER BY {order} LIMIT ? OFFSET ?"
         got = self.con.execute(q, [*args, int(page_size), int(page) * int(page_size)]).fetchall()
         return StorePage([self._row(r) for r in got], n_filtered, n_total)
 
@@ -112,14 +110,15 @@ class StoreQuery:
                         correct=r[7], c_score=r[8], runtime_s=r[9], error=r[10], method_errors=json.loads(r[11]) if r[11] else {},
                         runtimes=runtimes)  # fmt: skip
 
-    def row(self, pair_id: int) -> BatchRow:
-        page = self.con.execute("SELECT count(*) FROM pairs WHERE pair_id = ?", [int(pair_id)]).fetchone()
-        if not page or not page[0]:
-            raise DataError(f"no pair {pair_id} in the store {self.path}")
-        cols = ", ".join(["pair_id", "file_x", "file_y", "label", "similarity", "threshold", "decision", "correct", "c_score", "runtime_s",
+    def _row_columns(self) -> str:
+        """The columns ``_row`` reads, in its order."""
+        return ", ".join(["pair_id", "file_x", "file_y", "label", "similarity", "threshold", "decision", "correct", "c_score", "runtime_s",
                           "error", "method_errors", *(f'"runtime_{m}"' for m in self.methods)])  # fmt: skip
-        r = self.con.execute(f"SELECT {cols} FROM pairs WHERE pair_id = ? LIMIT 1", [int(pair_id)]).fetchone()
-        assert r is not None
+
+    def row(self, pair_id: int) -> BatchRow:
+        r = self.con.execute(f"SELECT {self._row_columns()} FROM pairs WHERE pair_id = ? LIMIT 1", [int(pair_id)]).fetchone()
+        if r is None:
+            raise DataError(f"no pair {pair_id} in the store {self.path}")
         return self._row(r)
 
     def close(self) -> None:

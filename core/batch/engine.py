@@ -115,10 +115,9 @@ def run_store(
     settings = _settings(pairs, base, methods, preset, emb.name, threshold, knobs)
     settings.update(weights_sha256=emb.weights_hash(), faithfulness=bool(faithfulness), source=source_name)
     store = open_store(out, settings, resume)
-    tasks = [PairTask(i, p.file_x, p.file_y, p.same, getattr(p, "fold", None)) for i, p in enumerate(pairs) if i not in store.done]
+    tasks = [PairTask(i, p.file_x, p.file_y, p.same, p.fold) for i, p in enumerate(pairs) if i not in store.done]
     n_kept = len(pairs) - len(tasks)
     parts = [tasks[i : i + part_size] for i in range(0, len(tasks), part_size)]
-    run_knobs = {k: v for k, v in knobs.items()}
     t0 = time.perf_counter()
     written = [0]
 
@@ -133,9 +132,9 @@ def run_store(
     complete = False
     try:
         if engine == "local":
-            _run_local(local_runner, parts, base, root_dir, methods, run_knobs, faithfulness, write, progress)
+            _run_local(local_runner, parts, base, root_dir, methods, knobs, faithfulness, write, progress)
         else:
-            _run_ray(spec, parts, base, root_dir, methods, run_knobs, faithfulness, write, workers, address, progress)
+            _run_ray(spec, parts, base, root_dir, methods, knobs, faithfulness, write, workers, address, progress)
         complete = True
     finally:
         summary = None

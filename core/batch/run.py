@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data import confined, resolve
 from ..errors import DataError, XFVError
 from ..explainers.knobs import canonical_knobs
 from ..types import AlignedFace, FacePair, PairResult, jsonable
@@ -24,6 +23,7 @@ from .rows import DIFFERENT, SAME, BatchPair, BatchResult, BatchRow
 from .source import _as_pairs, _root, _Scrub
 from .store import _resumable, _Store
 from .view import pair_result
+from .work import align_photo
 
 if TYPE_CHECKING:
     from ..runner import Runner
@@ -115,21 +115,7 @@ def run_batch(
 
     def face(name: str) -> AlignedFace | str:
         if name not in faces:
-            if root_dir is not None:
-                path = confined(base or root_dir, name, root_dir)
-                if path is None:
-                    faces[name] = f"{name}: not in your upload"
-                    return faces[name]
-            else:
-                path = resolve(base, name, base) if base is not None else Path(name)
-            try:
-                faces[name] = runner.prepare(path, name)
-            except XFVError as e:
-                log.warning("%s", e)
-                faces[name] = hide(str(e))
-            except Exception as e:  # an unreadable file that io did not type: one row's error, not the batch's end
-                log.exception("could not read %s", name)
-                faces[name] = f"{name}: could not be read ({type(e).__name__})" if root_dir else f"{name}: {type(e).__name__}: {e}"
+            faces[name] = align_photo(runner, name, base, root_dir, hide)
         return faces[name]
 
     def embedded(a: AlignedFace, b: AlignedFace, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from ..data import confined, resolve
 from ..errors import XFVError
 from ..types import AlignedFace, FacePair, PairResult, jsonable
 from .rows import DIFFERENT, SAME
+from .source import _Scrub
 
 if TYPE_CHECKING:
     from ..runner import Runner
@@ -82,25 +84,33 @@ def photo_path(base: Path | None, name: str, root: Path | None = None) -> Path |
     return resolve(base, name, base) if base is not None else Path(name)
 
 
+def align_photo(runner: Runner, name: str, base: Path | None, root: Path | None = None,
+                hide: Callable[[str], str] | None = None) -> AlignedFace | str:  # fmt: skip
+    """One photo detected and aligned (``Runner.prepare``), or the message saying why it could
+    not be. With ``root`` (an upload folder, resolved) only a file inside it is read and no
+    message names the folder (``hide``, default ``source._Scrub`` of ``root``) or says more
+    than an unexpected error's kind."""
+    path = photo_path(base, name, root)
+    if path is None:
+        return f"{name}: not in your upload"
+    try:
+        return runner.prepare(path, name)
+    except XFVError as e:
+        log.warning("%s", e)
+        return (hide or _Scrub(root, root))(str(e))
+    except Exception as e:  # an unreadable file that io did not type: this photo's error, not the run's end
+        log.exception("could not read %s", name)
+        return f"{name}: could not be read ({type(e).__name__})" if root is not None else f"{name}: {type(e).__name__}: {e}"
+
+
 def align_photos(runner: Runner, names: Sequence[str], base: str | Path | None, root: str | Path | None = None) -> dict[str, AlignedFace | str]:
-    """Stage 1: each photo detected and aligned (``Runner.prepare``), without its source image
-    (the big part), or the message saying why it could not be."""
+    """Stage 1: each photo as ``align_photo`` gives it, without its source image (the big part)."""
     base_dir = None if base is None else Path(base)
     root_dir = None if root is None else Path(root)
     out: dict[str, AlignedFace | str] = {}
     for name in names:
-        path = photo_path(base_dir, name, root_dir)
-        if path is None:
-            out[name] = f"{name}: not in your upload"
-            continue
-        try:
-            out[name] = replace(runner.prepare(path, name), source=None)
-        except XFVError as e:
-            log.warning("%s", e)
-            out[name] = str(e)
-        except Exception as e:  # an unreadable file that io did not type: this photo's error, not the run's end
-            log.exception("could not read %s", name)
-            out[name] = f"{name}: {type(e).__name__}: {e}"
+        face = align_photo(runner, name, base_dir, root_dir)
+        out[name] = face if isinstance(face, str) else replace(face, source=None)
     return out
 
 
@@ -110,8 +120,6 @@ def explain_part(runner: Runner, tasks: Sequence[PairTask], faces: dict[str, Ali
     """Stage 2: verify and explain each pair of ``tasks`` with ``faces`` from stage 1.
     ``embeddings`` caches each photo's embedding across calls (one face per call: the same bits
     whichever pair it first came in, so a resumed run equals an uninterrupted one)."""
-    import os
-
     t_start = time.perf_counter()
     cache = embeddings if embeddings is not None else {}
     part = PartResult(worker_pid=os.getpid())

@@ -89,13 +89,12 @@ def _fetch_from_registry(args: argparse.Namespace, names: list[str]) -> int:
 
     items = downloads.plan(names)
     command = f"python -m core fetch-weights {' '.join(args.models)}"
+    missing = [p for p in items if p.found is None]
     if args.plan or args.check:
         for line in downloads.plan_lines(items):
             print(line)
-        missing = [p for p in items if p.found is None]
         print(f"{len(items) - len(missing)} of {len(items)} files here" + (f"; fetch the rest with `{command}`" if missing else ""))
         return 0 if args.plan or not missing else 1
-    missing = [p for p in items if p.found is None]
     why = downloads.unavailable_reason() if missing else None
     if why is not None:
         print(f"error: cannot download here: {why}. {len(missing)} of {len(items)} files are missing; run `{command}` on a machine "

@@ -83,7 +83,7 @@ def names_of(requested: Sequence[str]) -> list[str]:
 
 
 def _hub(model: str, f: HubFile, sha: dict[str, str], revision: str | None = None) -> list[Planned]:
-    found = find_hub_file(f) if revision is None else None
+    found = find_hub_file(f, revision)
     name = found.name if found is not None else f.names[0]
     url = f"https://huggingface.co/{f.repo}/resolve/{revision or 'main'}/{name}"
     dest = f.local_dir or f"{hub_cache()} (Hugging Face cache, repository {f.repo})"

@@ -98,9 +98,9 @@ def hub_cache() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def find_hub_file(f: HubFile) -> Path | None:
-    """Where ``f`` is on this machine (its folder, or the Hub cache at the 'main' ref), or None.
-    Looks at the disk only: no network, nothing loaded."""
+def find_hub_file(f: HubFile, revision: str | None = None) -> Path | None:
+    """Where ``f`` is on this machine (its folder, or the Hub cache at ``revision``, default
+    the 'main' ref), or None. Looks at the disk only: no network, nothing loaded."""
     if f.local_dir is not None:
         return next((Path(f.local_dir) / n for n in f.names if (Path(f.local_dir) / n).is_file()), None)
     try:
@@ -108,7 +108,7 @@ def find_hub_file(f: HubFile) -> Path | None:
     except ImportError:  # pragma: no cover - a requirement
         return None
     for n in f.names:
-        found = try_to_load_from_cache(f.repo, n)
+        found = try_to_load_from_cache(f.repo, n, revision=revision)
         if isinstance(found, str):
             return Path(found)
     return None
